@@ -1,0 +1,52 @@
+"""Test set-up: 8 simulated CPU devices, float32/float64 parametrisation, a data mesh."""
+
+import os
+
+# Must happen before jax initialises its backends.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import contextlib
+
+import jax
+import numpy as np
+import pytest
+
+
+def enable_x64(on: bool = True):
+  """A context manager that turns float64 on (jax.enable_x64 moved in 2025)."""
+  manager = getattr(jax, "enable_x64", None)
+  if manager is None:  # older jax
+    from jax.experimental import enable_x64 as manager  # type: ignore
+    return manager() if on else contextlib.nullcontext()
+  return manager(on)
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request):
+  """Runs a test once in float32 and once in float64 (x64 on for that test only)."""
+  if request.param == "float64":
+    with enable_x64(True):
+      yield np.float64
+  else:
+    yield np.float32
+
+
+@pytest.fixture
+def x64():
+  with enable_x64(True):
+    yield
+
+
+@pytest.fixture(scope="session")
+def data_mesh():
+  """A 1-D mesh over every (simulated) device, axis name ``data``."""
+  devices = np.array(jax.devices())
+  if devices.size < 2:
+    pytest.skip("needs several devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)")
+  return jax.sharding.Mesh(devices, ("data",))
+
+
+def tolerance(dtype, f64: float, f32: float) -> float:
+  return f64 if np.dtype(dtype) == np.float64 else f32
