@@ -209,7 +209,7 @@ def gram_matrix(x: Array, y: Optional[Array] = None, *, kernel: str = "linear",
     return _mm(x, y.T)
   if kernel == "polynomial":
     return (_mm(x, y.T) + coef0) ** degree
-  if bandwidth is not None and not bandwidth > 0:
+  if isinstance(bandwidth, (int, float)) and not bandwidth > 0:
     raise ValueError(f"bandwidth must be positive or None; got {bandwidth!r}.")
   sigma = median_bandwidth(x, y) if bandwidth is None else bandwidth
   return jnp.exp(-_squared_distances(x, y) / (2.0 * sigma ** 2))
@@ -543,26 +543,131 @@ def logdet_identity_plus_product(a: Array, b: Array, *, scale: float = 1.0,
 # --------------------------------------------------------------------------------------
 # Covariance traces on the cheaper side.
 # --------------------------------------------------------------------------------------
-def covariance_power_traces(a: Array, b: Optional[Array] = None, *, order: int,
-                            center: bool = True, normalize: bool = True,
-                            side: str = "auto") -> Array:
-  """``[tr(C(a, b)^k) for k in 0..order]`` (``tr(C^0) = D``), on the smaller side.
+def product_power_traces(a: Array, b: Array, *, order: int, side: str = "auto") -> Array:
+  """``[tr((a^T b)^k) for k in 0..order]`` for ``(B, D)`` factors, on the smaller side.
 
-  Primal: powers of the ``D x D`` covariance. Dual: powers of the ``B x B`` matrix
-  ``F_b F_a^T`` (same non-zero spectrum); ``k = 0`` still counts ``D``.
+  Primal: powers of the ``D x D`` matrix ``a^T b``; dual: of the ``B x B`` matrix
+  ``b a^T`` (the same non-zero spectrum). ``k = 0`` counts the primal identity, ``D``.
   """
+  _check_rank(a, 2, "a", "a batch of shape (B, D)")
+  _check_rank(b, 2, "b", "a batch of shape (B, D)")
+  if a.shape != b.shape:
+    raise ValueError(f"a and b must have the same shape; got {a.shape} and {b.shape}.")
+  side = _resolve_side(side, a.shape[0], a.shape[1])
+  m = _mm(a.T, b) if side == "primal" else _mm(b, a.T)
+  return power_traces(m, order).at[0].set(a.shape[1])
+
+
+def _covariance_factors(a, b, center, normalize):
   check_batch(a, "a")
   if b is not None:
     check_batch(b, "b")
     check_same_batch(a, b)
     if b.shape[1] != a.shape[1]:
-      raise ValueError(f"a and b must have the same width; got {a.shape}, {b.shape}.")
+      raise ValueError(f"a and b must have the same width; got a.shape={a.shape}, "
+                       f"b.shape={b.shape}.")
   fa = covariance_factor(a, center=center, normalize=normalize)
   fb = fa if b is None else covariance_factor(b, center=center, normalize=normalize)
-  side = _resolve_side(side, a.shape[0], a.shape[1])
-  m = _mm(fa.T, fb) if side == "primal" else _mm(fb, fa.T)
-  traces = power_traces(m, order)
-  return traces.at[0].set(a.shape[1])
+  return fa, fb
+
+
+def covariance_power_traces(a: Array, b: Optional[Array] = None, *, order: int,
+                            center: bool = True, normalize: bool = True,
+                            side: str = "auto") -> Array:
+  """``[tr(C(a, b)^k) for k in 0..order]`` (``tr(C^0) = D``), on the smaller side."""
+  fa, fb = _covariance_factors(a, b, center, normalize)
+  return product_power_traces(fa, fb, order=order, side=side)
+
+
+def _check_shift(shift, dim):
+  if dim is None and shift != 1:
+    raise ValueError(
+        f"shift must be 1 for an operator on an infinite-dimensional space (dim=None); got "
+        f"{shift}. Only I + C has a finite trace-log there.")
+
+
+def _identity_trace(dim, dtype):
+  return jnp.asarray(0 if dim is None else dim, dtype)
+
+
+def operator_trace_logm(g: Array, *, dim: Optional[int], shift: float = 1.0,
+                        method: str = "taylor", order: int = 4) -> Array:
+  """``tr log(C + shift I)`` for an operator ``C`` given by a ``B x B`` matrix ``g`` with
+  the same non-zero spectrum (``C = F_a^T F_b``, ``g = F_b F_a^T``; for kernels
+  ``g = J K J / B``). ``dim`` is the dimension of ``C``'s space (``None``: infinite,
+  which needs ``shift = 1``).
+
+  ``"taylor"``: ``sum_j c_j tr(g^j)`` (the binomial re-expansion of TaylorLog_K about
+  ``shift``); ``"exact"``: ``dim log(shift) + log det(I_B + g / shift)`` (LU).
+  """
+  check_square(g, "g")
+  check_choice(method, ("taylor", "exact"), "method")
+  _check_shift(shift, dim)
+  if method == "taylor":
+    traces = power_traces(g, order).at[0].set(_identity_trace(dim, g.dtype))
+    return taylor_trace_from_power_traces(traces, order, shift)
+  if not shift > 0:
+    raise ValueError(f"shift must be positive for the exact logarithm; got {shift}.")
+  log_shift = 0.0 if dim is None else dim * math.log(shift)
+  return log_shift + logdet(_eye_like(g) + g / shift, method="slogdet")
+
+
+def operator_trace_product_logm(g_zz: Array, g_zp: Array, trace_pp: Array, *,
+                                dim: Optional[int], shift: float = 1.0,
+                                method: str = "taylor", order: int = 4) -> Array:
+  """``tr[(C_pp + shift I) log(C_zz + shift I)]`` from ``B x B`` Gram matrices.
+
+  With ``C_xy = F_x^T F_y``: ``g_zz = F_z F_z^T``, ``g_zp = F_z F_p^T`` and
+  ``trace_pp = tr(C_pp)``. Uses ``tr(C_pp C_zz^j) = tr(g_zp g_zp^T g_zz^(j-1))`` (j >= 1)
+  for the series, and for the exact value
+  ``log(I + A^T A) = A^T h(A A^T) A`` with ``h(x) = log(1 + x) / x``, ``A = F_z/sqrt(shift)``:
+  ``tr(C_pp log(I + C_zz/shift)) = tr(g_zp g_zp^T h(g_zz/shift)) / shift``.
+  """
+  check_square(g_zz, "g_zz")
+  check_square(g_zp, "g_zp")
+  check_choice(method, ("taylor", "exact"), "method")
+  _check_shift(shift, dim)
+  left = _mm(g_zp, g_zp.T)
+  identity_trace = _identity_trace(dim, g_zz.dtype)
+  if method == "taylor":
+    t = power_traces(g_zz, order).at[0].set(identity_trace)
+    s = jnp.concatenate([trace_pp[None], power_traces(g_zz, order - 1, left)[: order]]) \
+        if order > 1 else jnp.stack([trace_pp, jnp.trace(left)])
+    coeffs = jnp.asarray(_taylor_coefficients(order, shift), g_zz.dtype)
+    return jnp.sum(coeffs * (s + shift * t))
+  if not shift > 0:
+    raise ValueError(f"shift must be positive for the exact logarithm; got {shift}.")
+  log_shift = math.log(shift)
+  h = spectral_function(g_zz / shift, "log1p_over_x")
+  cross = _trace_of_product(left, h) / shift
+  logdet_term = logdet(_eye_like(g_zz) + g_zz / shift, method="cholesky")
+  return log_shift * (trace_pp + shift * identity_trace) + cross + shift * logdet_term
+
+
+def trace_covariance_product_logm(p: Array, z: Array, *, shift: float = 1.0,
+                                  method: str = "taylor", order: int = 4,
+                                  center: bool = True, normalize: bool = True,
+                                  side: str = "auto") -> Array:
+  """``tr[(C(p, p) + shift I) log(C(z, z) + shift I)]`` (Matrix-SSL's alignment trace).
+
+  ``"taylor"``: ``log`` is ``TaylorLog_K``; ``"exact"``: the eigh logarithm (primal) or
+  its ``B x B`` dual (:func:`operator_trace_product_logm`).
+  """
+  check_choice(method, ("taylor", "exact"), "method")
+  fp, fz = _covariance_factors(p, z, center, normalize)
+  dim = p.shape[1]
+  side = _resolve_side(side, p.shape[0], dim)
+  if side == "dual":
+    return operator_trace_product_logm(_mm(fz, fz.T), _mm(fz, fp.T), jnp.sum(fp * fp),
+                                       dim=dim, shift=shift, method=method, order=order)
+  c_pp, c_zz = _mm(fp.T, fp), _mm(fz.T, fz)
+  eye = _eye_like(c_zz)
+  if method == "exact":
+    return _trace_of_product(c_pp + shift * eye, logm(c_zz + shift * eye, method="eigh"))
+  s = power_traces(c_zz, order, c_pp)
+  t = power_traces(c_zz, order)
+  coeffs = jnp.asarray(_taylor_coefficients(order, shift), c_zz.dtype)
+  return jnp.sum(coeffs * (s + shift * t))
 
 
 def product_frobenius_sq(a: Array, b: Optional[Array] = None, *, side: str = "auto"
@@ -584,34 +689,26 @@ def product_frobenius_sq(a: Array, b: Optional[Array] = None, *, side: str = "au
 def trace_covariance_logm(a: Array, b: Optional[Array] = None, *, shift: float = 1.0,
                           method: str = "taylor", order: int = 4, center: bool = True,
                           normalize: bool = True, side: str = "auto") -> Array:
-  """``tr log(C(a, b) + shift I_D)`` on the smaller side.
+  """``tr log(C(a, b) + shift I_D)`` on the smaller side (Matrix-SSL's uniformity trace).
 
   ``"taylor"``: ``tr TaylorLog_K(C + shift I)`` from traces of covariance powers.
   ``"exact"``: ``D log(shift) + log det(I + C / shift)`` (Sylvester on the dual side;
   Cholesky when ``b`` is None, LU otherwise). Requires ``shift > 0``.
   """
   check_choice(method, ("taylor", "exact"), "method")
+  fa, fb = _covariance_factors(a, b, center, normalize)
   if method == "taylor":
-    traces = covariance_power_traces(a, b, order=order, center=center,
-                                     normalize=normalize, side=side)
+    traces = product_power_traces(fa, fb, order=order, side=side)
     return taylor_trace_from_power_traces(traces, order, shift)
   if not shift > 0:
-    raise ValueError(f"shift must be positive for the exact log-determinant; got {shift}.")
-  check_batch(a, "a")
-  fa = covariance_factor(a, center=center, normalize=normalize)
-  fb = fa if b is None else covariance_factor(b, center=center, normalize=normalize)
-  dim = a.shape[1]
-  return dim * math.log(shift) + logdet_identity_plus_product(
+    raise ValueError(f"shift must be positive for the exact logarithm; got {shift}.")
+  return a.shape[1] * math.log(shift) + logdet_identity_plus_product(
       fa, fb, scale=1.0 / shift, side=side)
 
 
 # --------------------------------------------------------------------------------------
 # Entropies and divergences.
 # --------------------------------------------------------------------------------------
-def _log_for(q: Array, method: str, order: int, floor: Optional[float]) -> Array:
-  return logm(q, method=method, order=order, floor=floor)
-
-
 def matrix_entropy(p: Array, *, method: str = "eigh", order: int = 4,
                    floor: Optional[float] = None) -> Array:
   """Matrix entropy (paper form) ``ME(P) = -tr(P log P) + tr(P)`` of a PSD matrix."""
@@ -661,7 +758,7 @@ def matrix_cross_entropy(p: Array, q: Array, *, method: str = "eigh", order: int
   check_square(q, "q")
   if p.shape != q.shape:
     raise ValueError(f"p and q must have the same shape; got {p.shape} and {q.shape}.")
-  return -_trace_of_product(p, _log_for(q, method, order, floor)) + jnp.trace(q)
+  return -_trace_of_product(p, logm(q, method=method, order=order, floor=floor)) + jnp.trace(q)
 
 
 def matrix_kl(p: Array, q: Array, *, method: str = "eigh", order: int = 4,

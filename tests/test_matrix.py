@@ -327,6 +327,16 @@ class TestDualForm:
         "tcr": lambda s: M.total_coding_rate(a, mu=3.0, side=s),
         "tcr_centered": lambda s: M.total_coding_rate(a, mu=3.0, center=True, side=s),
         "frobenius": lambda s: M.product_frobenius_sq(a, b, side=s),
+        "product_logm_taylor": lambda s: M.trace_covariance_product_logm(
+            a, b, shift=1.0, method="taylor", order=4, side=s),
+        "product_logm_taylor_shift": lambda s: M.trace_covariance_product_logm(
+            a, b, shift=1.7, method="taylor", order=5, side=s),
+        "product_logm_exact": lambda s: M.trace_covariance_product_logm(
+            a, b, shift=1.0, method="exact", side=s),
+        "product_logm_exact_shift": lambda s: M.trace_covariance_product_logm(
+            a, b, shift=0.6, method="exact", side=s),
+        "product_logm_order1": lambda s: M.trace_covariance_product_logm(
+            a, b, order=1, side=s),
     }
     for name, fn in funcs.items():
       primal, dual = np.asarray(fn("primal")), np.asarray(fn("dual"))
@@ -335,6 +345,31 @@ class TestDualForm:
       grad = lambda s: jax.grad(lambda x: jnp.sum(
           M.covariance_power_traces(x, b, order=4, side=s)))(a)
       assert _rel(grad("dual"), grad("primal")) <= 1e-10
+
+  def test_dual_exact_gradients_equal_primal(self, x64):
+    rng = np.random.default_rng(22)
+    a, b = (jnp.asarray(rng.normal(size=(5, 12))) for _ in range(2))
+    for shift in (1.0, 0.6):
+      grad = lambda s: jax.grad(lambda x, y: M.trace_covariance_product_logm(
+          x, y, shift=shift, method="exact", side=s), argnums=(0, 1))(a, b)
+      for got, want in zip(grad("dual"), grad("primal")):
+        assert _rel(got, want) <= 1e-9
+
+  def test_product_logm_golden(self, x64):
+    rng = np.random.default_rng(23)
+    p, z = rng.normal(size=(9, 6)), rng.normal(size=(9, 6))
+    rn = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)
+    j = np.eye(9) - 1.0 / 9
+    cpp, czz = rn(p).T @ j @ rn(p) / 9, rn(z).T @ j @ rn(z) / 9
+    ref = np.trace((cpp + 2 * np.eye(6)) @ scipy.linalg.logm(czz + 2 * np.eye(6)).real)
+    for side in ("primal", "dual"):
+      np.testing.assert_allclose(M.trace_covariance_product_logm(
+          jnp.asarray(p), jnp.asarray(z), shift=2.0, method="exact", side=side), ref,
+          rtol=1e-11)
+
+  def test_infinite_dimensional_operator_needs_unit_shift(self):
+    with pytest.raises(ValueError, match="shift must be 1"):
+      M.operator_trace_logm(jnp.eye(3), dim=None, shift=2.0)
 
   def test_auto_side_picks_the_smaller(self):
     assert M._resolve_side("auto", 8, 64) == "dual"

@@ -1,0 +1,25 @@
+"""Self-supervised objectives: pure functions of the global batch of embeddings.
+
+Each returns ``(loss, aux)`` with ``aux`` a dict of scalar components; ``get(name)`` returns
+the objective registered under a config name, ``spec(name)`` its registry entry (what it
+consumes). In two-branch objectives ``z1, z2`` are the online outputs and ``p1, p2`` the
+target outputs; the objective applies the stop-gradients itself.
+"""
+
+from mssl.losses.registry import Objective, get, names, register, spec
+from mssl.losses.matrix_ssl import (matrix_alignment, matrix_ssl, matrix_uniformity, mec,
+                                    mec_lam_inv, mec_lam_inv_schedule, mec_trace)
+from mssl.losses.kernel_ssl import kernel_ssl
+from mssl.losses.masked import mmae_regularizer, umae_regularizer
+from mssl.losses.frossl import frossl
+from mssl.losses.contrastive import simclr, spectral_contrastive
+from mssl.losses.redundancy import barlow_twins, vicreg
+from mssl.losses.predictive import byol, simsiam
+
+__all__ = [
+    "Objective", "get", "names", "register", "spec",
+    "matrix_ssl", "matrix_uniformity", "matrix_alignment", "mec", "mec_lam_inv",
+    "mec_lam_inv_schedule", "mec_trace", "kernel_ssl", "mmae_regularizer",
+    "umae_regularizer", "frossl", "simclr", "spectral_contrastive", "barlow_twins",
+    "vicreg", "byol", "simsiam",
+]

@@ -1,0 +1,58 @@
+"""Regularisers for masked image modelling: M-MAE and U-MAE.
+
+**M-MAE** (Zhang, Tan, Yang & Yuan, "Information Flow in Self-Supervised Learning",
+ICML 2024; official code yifanzhang-pro/M-MAE) adds ``lam * (-TCR_mu(z))`` to the MAE
+reconstruction loss, where ``z`` is the CLS feature of the masked forward pass after the
+encoder's final LayerNorm and ``TCR_mu(Z) = logdet(I_D + (mu/D) rn(Z)^T rn(Z))`` (an exact
+Cholesky log-determinant, on the smaller side). Defaults: lam = 0.01 (applied by the
+trainer), mu = 3, no centring. Maximising the coding rate is maximising a matrix entropy
+of the feature covariance, which counteracts dimensional collapse.
+
+**U-MAE** (Zhang, Wang & Wang, "How Mask Matters: Towards Theoretical Understandings of
+Masked Autoencoders", NeurIPS 2022) uses ``mean_{i,j} (rn(z) rn(z)^T)_{ij}^2``: the mean
+squared cosine similarity over all pairs (diagonal included), the special case of a
+uniformity penalty on the second moment.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from mssl import matrix
+from mssl.losses.common import as_float, check_positive, check_views
+from mssl.losses.registry import register
+
+
+def mmae_regularizer(z, *, mu: float = 3.0, center: bool = False) -> jax.Array:
+  """``-TCR_mu(z)``: minimising it spreads the CLS features' spectrum."""
+  check_positive(mu, "mu")
+  (z,) = check_views([z], ["z"])
+  return -matrix.total_coding_rate(z, mu=mu, center=center)
+
+
+def umae_regularizer(z) -> jax.Array:
+  """``mean_{i,j} (rn(z) rn(z)^T)_{ij}^2`` via ``||rn(z)^T rn(z)||_F^2 / B^2`` (dual-free:
+  the Frobenius norm of the Gram equals that of the covariance)."""
+  (z,) = check_views([as_float(z)], ["z"])
+  zn = matrix.row_normalize(z)
+  return matrix.product_frobenius_sq(zn, zn) / z.shape[0] ** 2
+
+
+@register("mmae", inputs="single", min_views=1)
+def mmae(z, *, mu: float = 3.0, center: bool = False):
+  value = mmae_regularizer(z, mu=mu, center=center)
+  return value, {"coding_rate": -value}
+
+
+@register("umae", inputs="single", min_views=1)
+def umae(z):
+  value = umae_regularizer(z)
+  return value, {"mean_sq_cosine": value}
+
+
+@register("mae", inputs="single", min_views=1)
+def mae(z):
+  """Plain MAE: no regulariser (a zero that keeps the pipeline uniform)."""
+  (z,) = check_views([z], ["z"])
+  return jnp.zeros((), z.dtype), {}
