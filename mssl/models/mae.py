@@ -1,0 +1,148 @@
+"""Masked auto-encoder (He et al., "Masked Autoencoders Are Scalable Vision Learners",
+CVPR 2022): ViT encoder on the visible patches, a light decoder predicting pixels.
+
+* :func:`patchify` / :func:`unpatchify`: images (N, H, W, C) <-> patches
+  (N, L, p * p * C), row-major over the patch grid, pixels (row, col, channel) within a
+  patch (MAE's layout).
+* :func:`random_masking`: per-example uniform noise from an explicit RNG key, argsorted;
+  keeps exactly ``round(L * (1 - ratio))`` patches per example, a different set per
+  example, reproducible from the key.
+* :func:`normalized_targets`: per-patch mean/variance normalised pixels (eps 1e-6).
+* :class:`MAE`: ``__call__(images, rng)`` returns the decoder's per-patch pixel
+  predictions, the binary mask (1 = masked), the normalised CLS feature of the masked
+  forward pass (what M-MAE's regulariser uses) and the patch targets.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mssl.models.vit import LN_EPSILON, Transformer, ViT, VIT_SIZES, sincos_2d
+
+
+def patchify(images: jax.Array, patch_size: int) -> jax.Array:
+  """(N, H, W, C) -> (N, (H/p)(W/p), p * p * C)."""
+  n, h, w, c = images.shape
+  if h % patch_size or w % patch_size:
+    raise ValueError(f"image size {(h, w)} must be a multiple of patch_size {patch_size}.")
+  gh, gw = h // patch_size, w // patch_size
+  x = images.reshape(n, gh, patch_size, gw, patch_size, c)
+  x = x.transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(n, gh * gw, patch_size * patch_size * c)
+
+
+def unpatchify(patches: jax.Array, patch_size: int, channels: int = 3) -> jax.Array:
+  """(N, L, p * p * C) -> (N, H, W, C) for a square grid; the inverse of patchify."""
+  n, length, _ = patches.shape
+  grid = int(round(length ** 0.5))
+  if grid * grid != length:
+    raise ValueError(f"the number of patches must be a square; got {length}.")
+  x = patches.reshape(n, grid, grid, patch_size, patch_size, channels)
+  x = x.transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(n, grid * patch_size, grid * patch_size, channels)
+
+
+def normalized_targets(patches: jax.Array, eps: float = 1e-6) -> jax.Array:
+  """Each patch's pixels normalised by the patch's own mean and variance."""
+  mean = jnp.mean(patches, axis=-1, keepdims=True)
+  var = jnp.var(patches, axis=-1, keepdims=True)
+  return (patches - mean) / jnp.sqrt(var + eps)
+
+
+def num_kept(num_patches: int, mask_ratio: float) -> int:
+  return int(round(num_patches * (1.0 - mask_ratio)))
+
+
+class Masking(NamedTuple):
+  keep_indices: jax.Array     # (N, K) indices of the visible patches
+  restore_indices: jax.Array  # (N, L) inverse permutation (unshuffle)
+  mask: jax.Array             # (N, L) 1.0 where the patch is masked
+
+
+def random_masking(rng: jax.Array, batch: int, num_patches: int,
+                   mask_ratio: float) -> Masking:
+  """Per-example random masking by argsorting uniform noise (one key for the batch)."""
+  if not 0.0 <= mask_ratio < 1.0:
+    raise ValueError(f"mask_ratio must be in [0, 1); got {mask_ratio!r}.")
+  keep = num_kept(num_patches, mask_ratio)
+  noise = jax.random.uniform(rng, (batch, num_patches))
+  shuffle = jnp.argsort(noise, axis=1)
+  restore = jnp.argsort(shuffle, axis=1)
+  mask = jnp.ones((batch, num_patches)).at[:, :keep].set(0.0)
+  mask = jnp.take_along_axis(mask, restore, axis=1)
+  return Masking(shuffle[:, :keep], restore, mask)
+
+
+class MAEOutput(NamedTuple):
+  pred: jax.Array     # (N, L, p * p * 3) predicted pixels of every patch
+  mask: jax.Array     # (N, L), 1 = masked
+  cls: jax.Array      # (N, width): CLS feature of the masked pass after the final norm
+  target: jax.Array   # (N, L, p * p * 3) (per-patch normalised if norm_pix_loss)
+
+
+class MAE(nn.Module):
+  """ViT encoder + transformer decoder; see the module docstring."""
+  encoder_size: str = "base"
+  patch_size: int = 16
+  image_size: int = 224
+  mask_ratio: float = 0.75
+  decoder_width: int = 512
+  decoder_depth: int = 8
+  decoder_heads: int = 16
+  decoder_mlp_ratio: int = 4
+  norm_pix_loss: bool = True
+  dtype: Any = jnp.float32
+  remat: bool = False
+
+  def setup(self):
+    width, depth, heads, mlp = VIT_SIZES[self.encoder_size]
+    self.encoder = ViT(width=width, depth=depth, num_heads=heads, mlp_dim=mlp,
+                       patch_size=self.patch_size, image_size=self.image_size,
+                       pos_embedding="sincos", dtype=self.dtype, remat=self.remat,
+                       name="encoder")
+    self.decoder_embed = nn.Dense(self.decoder_width, dtype=self.dtype, name="decoder_embed")
+    self.mask_token = self.param("mask_token", nn.initializers.normal(0.02),
+                                 (1, 1, self.decoder_width))
+    grid = self.image_size // self.patch_size
+    table = np.concatenate([np.zeros((1, self.decoder_width), np.float32),
+                            sincos_2d(grid, self.decoder_width)])
+    self.decoder_pos = jnp.asarray(table)[None]
+    self.decoder = Transformer(self.decoder_depth, self.decoder_heads,
+                               self.decoder_width * self.decoder_mlp_ratio,
+                               dtype=self.dtype, remat=self.remat, name="decoder")
+    self.decoder_pred = nn.Dense(self.patch_size ** 2 * 3, dtype=self.dtype,
+                                 name="decoder_pred")
+
+  @property
+  def features(self) -> int:
+    return VIT_SIZES[self.encoder_size][0]
+
+  def encode(self, images, train: bool = False):
+    """The unmasked encoder's CLS feature (for probes and fine-tuning)."""
+    return self.encoder(images, train)
+
+  def __call__(self, images, rng, train: bool = True) -> MAEOutput:
+    tokens = self.encoder.embed_patches(images)
+    n, length, _ = tokens.shape
+    masking = random_masking(rng, n, length, self.mask_ratio)
+    visible = jnp.take_along_axis(tokens, masking.keep_indices[..., None], axis=1)
+    latent = self.encoder.encode_tokens(visible, train)      # (N, 1 + K, width)
+    cls = latent[:, 0]
+    x = self.decoder_embed(latent)
+    kept = x.shape[1] - 1
+    mask_tokens = jnp.broadcast_to(self.mask_token.astype(x.dtype),
+                                   (n, length - kept, self.decoder_width))
+    shuffled = jnp.concatenate([x[:, 1:], mask_tokens], axis=1)
+    unshuffled = jnp.take_along_axis(shuffled, masking.restore_indices[..., None], axis=1)
+    x = jnp.concatenate([x[:, :1], unshuffled], axis=1) + self.decoder_pos.astype(x.dtype)
+    x = self.decoder(x, train)
+    pred = self.decoder_pred(x)[:, 1:]
+    target = patchify(images.astype(jnp.float32), self.patch_size)
+    if self.norm_pix_loss:
+      target = normalized_targets(target)
+    return MAEOutput(pred, masking.mask, cls, target)
