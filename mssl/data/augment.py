@@ -1,0 +1,217 @@
+"""SSL augmentations in tf.data with explicit (stateless) random seeds.
+
+Every random choice is drawn from a seed derived from ``(seed, process, example index,
+view, operation)``, so a pipeline is reproducible, the two views of an example differ, and a
+resumed pipeline redraws exactly what the uninterrupted one would have (see
+``pipeline.py``). Images are float32 in [0, 1] throughout.
+
+A view is described by :class:`ViewConfig`; a preset is a list of view configs (one entry:
+every view alike; two entries: asymmetric views, cycled for V > 2). Presets follow the
+recipes of the method sheet:
+
+==============  ==============================================================
+``simclr``      crop 0.08-1, jitter 0.8/0.8/0.8/0.2 (p 0.8), grey 0.2, blur 0.5, flip
+``byol``        crop 0.08-1, jitter 0.4/0.4/0.2/0.1 (p 0.8), grey 0.2,
+                blur 1.0 / 0.1, solarize 0 / 0.2 (asymmetric), flip
+``mocov3``      as ``byol`` with crop 0.2-1 (Matrix-SSL / MEC recipe)
+``vicreg``      as ``byol`` (VICReg's published augmentations)
+``mae``         crop 0.2-1 + flip only (one view)
+``*_cifar``     the same without blur (32 px images)
+``none``        resize only (evaluation-style view)
+==============  ==============================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewConfig:
+  crop_scale: tuple[float, float] = (0.08, 1.0)
+  crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+  flip: float = 0.5
+  jitter: float = 0.8                     # probability of applying colour jitter
+  brightness: float = 0.4
+  contrast: float = 0.4
+  saturation: float = 0.2
+  hue: float = 0.1
+  grayscale: float = 0.2
+  blur: float = 0.0                       # probability of Gaussian blur
+  blur_sigma: tuple[float, float] = (0.1, 2.0)  # in pixels at 224; scaled with size
+  solarize: float = 0.0
+
+
+_SIMCLR = ViewConfig(brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2, blur=0.5)
+_BYOL = (ViewConfig(blur=1.0, solarize=0.0), ViewConfig(blur=0.1, solarize=0.2))
+_MOCOV3 = tuple(dataclasses.replace(v, crop_scale=(0.2, 1.0)) for v in _BYOL)
+_MAE = ViewConfig(crop_scale=(0.2, 1.0), jitter=0.0, grayscale=0.0)
+_NONE = ViewConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip=0.0, jitter=0.0,
+                   grayscale=0.0)
+
+
+def _no_blur(views):
+  return tuple(dataclasses.replace(v, blur=0.0) for v in views)
+
+
+PRESETS: dict[str, tuple[ViewConfig, ...]] = {
+    "simclr": (_SIMCLR,),
+    "byol": _BYOL,
+    "mocov3": _MOCOV3,
+    "vicreg": _BYOL,
+    "mae": (_MAE,),
+    "none": (_NONE,),
+}
+PRESETS.update({f"{k}_cifar": _no_blur(v) for k, v in list(PRESETS.items())
+                if k not in ("mae", "none")})
+# Small crops of multi-crop (SwAV / solo-learn): scale 0.05-0.14.
+SMALL_CROP_SCALE = (0.05, 0.14)
+
+
+def preset(name: str, **overrides) -> tuple[ViewConfig, ...]:
+  """The views of a named preset, every field optionally overridden for all views."""
+  if name not in PRESETS:
+    raise ValueError(f"augmentation preset must be one of {tuple(sorted(PRESETS))}; got "
+                     f"{name!r}.")
+  fields = {f.name for f in dataclasses.fields(ViewConfig)}
+  unknown = set(overrides) - fields
+  if unknown:
+    raise ValueError(f"unknown augmentation field(s) {sorted(unknown)}; allowed: "
+                     f"{sorted(fields)}.")
+  return tuple(dataclasses.replace(v, **{k: tuple(x) if isinstance(x, list) else x
+                                         for k, x in overrides.items()})
+               for v in PRESETS[name])
+
+
+# ------------------------------------------------------------ seeds --------------------
+def fold_seed(seed: tf.Tensor, data) -> tf.Tensor:
+  """A new stateless seed (shape [2], int64) derived from ``seed`` and ``data``."""
+  return tf.random.experimental.stateless_fold_in(seed, tf.cast(data, tf.int64))
+
+
+def _uniform(seed, minval=0.0, maxval=1.0):
+  return tf.random.stateless_uniform([], seed, minval=minval, maxval=maxval)
+
+
+def _maybe(seed, prob, fn, image):
+  if prob <= 0:
+    return image
+  if prob >= 1:
+    return fn(image)
+  return tf.cond(_uniform(seed) < prob, lambda: fn(image), lambda: image)
+
+
+# ------------------------------------------------------------ operations ---------------
+def random_resized_crop(image, seed, size: int, scale, ratio):
+  """Inception-style crop of a random area fraction and aspect ratio, resized to size."""
+  shape = tf.shape(image)
+  begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+      shape, bounding_boxes=tf.zeros([1, 0, 4]), seed=seed, min_object_covered=0.0,
+      aspect_ratio_range=ratio, area_range=scale, max_attempts=10,
+      use_image_if_no_bounding_boxes=True)
+  crop = tf.slice(image, begin, crop_size)
+  return tf.image.resize(crop, (size, size), method="bicubic", antialias=True)
+
+
+def _gray(image):
+  return tf.image.rgb_to_grayscale(image)
+
+
+def color_jitter(image, seed, cfg: ViewConfig):
+  """torchvision-style jitter: brightness, contrast, saturation, hue in random order."""
+  seeds = tf.random.experimental.stateless_split(seed, 5)
+
+  def brightness(x):
+    return x * _uniform(seeds[0], 1 - cfg.brightness, 1 + cfg.brightness)
+
+  def contrast(x):
+    mean = tf.reduce_mean(_gray(x))
+    return (x - mean) * _uniform(seeds[1], 1 - cfg.contrast, 1 + cfg.contrast) + mean
+
+  def saturation(x):
+    gray = _gray(x)
+    return (x - gray) * _uniform(seeds[2], 1 - cfg.saturation, 1 + cfg.saturation) + gray
+
+  def hue(x):
+    return tf.image.adjust_hue(x, _uniform(seeds[3], -cfg.hue, cfg.hue))
+
+  ops = [brightness, contrast, saturation, hue]
+  order = tf.argsort(tf.random.stateless_uniform([4], seeds[4]))
+  for i in range(4):
+    branches = [lambda f=f: tf.clip_by_value(f(image), 0.0, 1.0) for f in ops]
+    image = tf.switch_case(order[i], branches)
+    image.set_shape([None, None, 3])
+  return image
+
+
+def gaussian_blur(image, seed, size: int, sigma_range):
+  """Separable Gaussian blur, kernel 10% of the image side, sigma scaled from 224 px."""
+  scale = size / 224.0
+  sigma = _uniform(seed, sigma_range[0] * scale, sigma_range[1] * scale)
+  radius = max(1, int(round(0.1 * size)) // 2)
+  x = tf.cast(tf.range(-radius, radius + 1), tf.float32)
+  kernel = tf.exp(-0.5 * tf.square(x / tf.maximum(sigma, 1e-3)))
+  kernel /= tf.reduce_sum(kernel)
+  horizontal = tf.tile(tf.reshape(kernel, [1, -1, 1, 1]), [1, 1, 3, 1])
+  vertical = tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]), [1, 1, 3, 1])
+  out = tf.nn.depthwise_conv2d(image[None], horizontal, [1, 1, 1, 1], "SAME")
+  out = tf.nn.depthwise_conv2d(out, vertical, [1, 1, 1, 1], "SAME")
+  return out[0]
+
+
+def solarize(image):
+  return tf.where(image < 0.5, image, 1.0 - image)
+
+
+def augment_view(image, seed, cfg: ViewConfig, size: int, scale=None):
+  """One augmented view of a float [0, 1] image."""
+  seeds = tf.random.experimental.stateless_split(seed, 7)
+  image = random_resized_crop(image, seeds[0], size, scale or cfg.crop_scale,
+                              cfg.crop_ratio)
+  if cfg.flip > 0:
+    image = _maybe(seeds[1], cfg.flip, tf.image.flip_left_right, image)
+  if cfg.jitter > 0:
+    image = _maybe(seeds[2], cfg.jitter, lambda x: color_jitter(x, seeds[3], cfg), image)
+  if cfg.grayscale > 0:
+    image = _maybe(seeds[4], cfg.grayscale, lambda x: tf.tile(_gray(x), [1, 1, 3]), image)
+  if cfg.blur > 0:
+    image = _maybe(seeds[5], cfg.blur,
+                   lambda x: gaussian_blur(x, fold_seed(seeds[5], 1), size, cfg.blur_sigma),
+                   image)
+  if cfg.solarize > 0:
+    image = _maybe(seeds[6], cfg.solarize, solarize, image)
+  image = tf.clip_by_value(image, 0.0, 1.0)
+  image.set_shape([size, size, 3])
+  return image
+
+
+def multi_view(image, seed, views: Sequence[ViewConfig], num_views: int, size: int,
+               num_small_crops: int = 0, small_size: int = 96):
+  """``num_views`` large views (presets cycled) plus optional small crops."""
+  image = tf.image.convert_image_dtype(image, tf.float32)
+  out = []
+  for v in range(num_views):
+    out.append(augment_view(image, fold_seed(seed, v), views[v % len(views)], size))
+  for s in range(num_small_crops):
+    out.append(augment_view(image, fold_seed(seed, num_views + s), views[s % len(views)],
+                            small_size, scale=SMALL_CROP_SCALE))
+  return tuple(out)
+
+
+def center_crop(image, size: int, crop_fraction: float = 0.875):
+  """Evaluation view: resize the shorter side to ``size / crop_fraction``, centre crop."""
+  image = tf.image.convert_image_dtype(image, tf.float32)
+  shape = tf.shape(image)
+  h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+  target = tf.cast(tf.math.ceil(size / crop_fraction), tf.float32)
+  ratio = target / tf.minimum(h, w)
+  new_h = tf.cast(tf.round(h * ratio), tf.int32)
+  new_w = tf.cast(tf.round(w * ratio), tf.int32)
+  image = tf.image.resize(image, (new_h, new_w), method="bicubic", antialias=True)
+  top, left = (new_h - size) // 2, (new_w - size) // 2
+  image = tf.clip_by_value(image[top:top + size, left:left + size], 0.0, 1.0)
+  image.set_shape([size, size, 3])
+  return image

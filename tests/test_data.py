@@ -1,0 +1,288 @@
+"""Tests for mssl.data: tfds (mocked and embedded), image folders, views, determinism."""
+
+import hashlib
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import PIL.Image
+import pytest
+import tensorflow_datasets as tfds
+
+from mssl import data
+from mssl.data import shapes
+
+
+@pytest.fixture(scope="session")
+def shapes_dir(tmp_path_factory):
+  """The embedded dataset, built once per test session through the real tfds path."""
+  root = tmp_path_factory.mktemp("tfds")
+  data.load_split("mssl_shapes/32", "train", data_dir=str(root))
+  return str(root)
+
+
+def _train(split, views="simclr_cifar", **kw):
+  kw.setdefault("batch_size", 8)
+  kw.setdefault("image_size", 32)
+  return data.train_dataset(split, views=data.preset(views), **kw)
+
+
+def _first(ds, n=1):
+  it = iter(tfds.as_numpy(ds))
+  return [next(it) for _ in range(n)]
+
+
+# ------------------------------------------------------------ tfds (mocked) ------------
+@pytest.mark.parametrize("name,image,preset", [("cifar10", 32, "byol_cifar"),
+                                               ("imagenet2012", 64, "mocov3")])
+def test_mock_tfds_batches(name, image, preset):
+  with tfds.testing.mock_data(num_examples=24):
+    split = data.load_split(name, "train", data_dir="/nonexistent")
+    (batch,) = _first(_train(split, preset, image_size=image, num_views=3))
+    evals = list(tfds.as_numpy(data.eval_dataset(
+        data.load_split(name, "validation" if name == "imagenet2012" else "test"),
+        batch_size=10, image_size=image)))
+  views = batch["views"]
+  assert len(views) == 3
+  for v in views:
+    assert v.shape == (8, image, image, 3) and v.dtype == np.float32
+    assert v.min() >= 0.0 and v.max() <= 1.0 and v.std() > 0.01
+  assert not np.allclose(views[0], views[1])  # the views differ
+  assert batch["label"].shape == (8,) and batch["label"].dtype == np.int64
+  assert evals[0]["image"].shape == (10, image, image, 3)
+  assert sum(float(b["mask"].sum()) for b in evals) == 24
+
+
+def test_missing_dataset_error_names_dataset_dir_and_fix(tmp_path):
+  with pytest.raises(data.DatasetNotReadyError) as info:
+    data.load_split("cifar10", "train", data_dir=str(tmp_path))
+  message = str(info.value)
+  assert "'cifar10'" in message and str(tmp_path) in message
+  assert "tfds build cifar10" in message
+  with pytest.raises(data.DatasetNotReadyError, match="downloads/manual"):
+    data.load_split("imagenet2012", "train", data_dir=str(tmp_path))
+  with pytest.raises(ValueError, match="unknown tfds dataset 'cifar11'"):
+    data.load_split("cifar11", "train", data_dir=str(tmp_path))
+
+
+# ------------------------------------------------------------ image folders ------------
+def _write_folder(root: pathlib.Path, labelled=True, count=6, size=40):
+  rng = np.random.default_rng(0)
+  for i in range(count):
+    label = ("cats", "dogs")[i % 2]
+    folder = root / "train" / label if labelled else root / "train"
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = rng.integers(0, 255, (size, size + 8 * (i % 2), 3), dtype=np.uint8)
+    suffix = ".png" if i % 3 else ".jpg"
+    PIL.Image.fromarray(pixels).save(folder / f"{i:03d}{suffix}")
+
+
+def test_image_folder_loads_with_labels(tmp_path):
+  _write_folder(tmp_path)
+  split = data.load_split(f"image_folder:{tmp_path}", "train")
+  assert split.num_examples == 6 and split.num_classes == 2
+  examples = list(tfds.as_numpy(split.dataset))
+  assert sorted(int(e["label"]) for e in examples) == [0, 0, 0, 1, 1, 1]
+  assert {e["image"].shape for e in examples} == {(40, 40, 3), (40, 48, 3)}
+  (batch,) = _first(_train(split, "simclr", batch_size=4, image_size=24))
+  assert batch["views"][0].shape == (4, 24, 24, 3)
+  evals = list(tfds.as_numpy(data.eval_dataset(split, batch_size=4, image_size=32)))
+  assert [b["image"].shape for b in evals] == [(4, 32, 32, 3)] * 2
+  assert float(sum(b["mask"].sum() for b in evals)) == 6
+
+
+def test_unlabelled_image_folder(tmp_path):
+  _write_folder(tmp_path, labelled=False, count=3)
+  split = data.load_split(f"image_folder:{tmp_path}", "train")
+  assert split.num_classes is None
+  assert [int(e["label"]) for e in tfds.as_numpy(split.dataset)] == [-1, -1, -1]
+
+
+def test_image_folder_errors(tmp_path):
+  with pytest.raises(data.DatasetNotReadyError, match="does not exist.*<split>/<label>"):
+    data.load_split(f"image_folder:{tmp_path}", "train")
+  (tmp_path / "train" / "cats").mkdir(parents=True)
+  with pytest.raises(ValueError, match="holds no images"):
+    data.load_split(f"image_folder:{tmp_path}", "train")
+  _write_folder(tmp_path)
+  (tmp_path / "train" / "cats" / "broken.png").write_bytes(b"not an image at all")
+  with pytest.raises(ValueError, match="not readable PNG/JPEG.*broken.png"):
+    data.load_split(f"image_folder:{tmp_path}", "train")
+
+
+def test_unknown_preset_and_fields():
+  with pytest.raises(ValueError, match="preset must be one of .*'simclr2'"):
+    data.preset("simclr2")
+  with pytest.raises(ValueError, match=r"unknown augmentation field\(s\) \['blurr'\]"):
+    data.preset("simclr", blurr=0.5)
+  assert data.preset("byol", blur=0.3)[1].blur == 0.3
+  byol = data.preset("byol")
+  assert (byol[0].blur, byol[1].blur, byol[0].solarize, byol[1].solarize) == (1.0, 0.1,
+                                                                              0.0, 0.2)
+  assert data.preset("mocov3")[0].crop_scale == (0.2, 1.0)
+  assert all(v.blur == 0 for v in data.preset("byol_cifar"))
+
+
+# ------------------------------------------------------------ the embedded dataset -----
+def test_embedded_generation_is_deterministic_and_balanced():
+  a_img, a_lab = shapes.generate(500, seed=7)
+  b_img, b_lab = shapes.generate(500, seed=7)
+  np.testing.assert_array_equal(a_img, b_img)
+  np.testing.assert_array_equal(a_lab, b_lab)
+  c_img, _ = shapes.generate(500, seed=8)
+  assert not np.array_equal(a_img, c_img)
+  assert np.bincount(a_lab, minlength=10).tolist() == [50] * 10
+
+
+def test_embedded_tfds_builder(shapes_dir):
+  train = data.load_split("mssl_shapes/32", "train", data_dir=shapes_dir)
+  test = data.load_split("mssl_shapes/32", "test", data_dir=shapes_dir)
+  assert (train.total_examples, test.total_examples) == (20_000, 5_000)
+  assert train.num_classes == 10 and train.image_shape == (32, 32, 3)
+  labels = np.array([int(e["label"]) for e in tfds.as_numpy(test.dataset)])
+  assert np.bincount(labels).tolist() == [500] * 10
+  # The tfds examples are the generator's images (the split is seeded).
+  images, gen_labels = shapes.generate(5_000, seed=shapes.DEFAULT_SEED + 1)
+  first = next(iter(tfds.as_numpy(test.dataset)))
+  matches = np.flatnonzero((images == first["image"]).all(axis=(1, 2, 3)))
+  assert len(matches) == 1 and gen_labels[matches[0]] == first["label"]
+
+
+def _shape_descriptor(masks):
+  """Rotation-, scale-, colour-invariant shape features from the object masks."""
+  n, size, _ = masks.shape
+  ys, xs = np.mgrid[0:size, 0:size] + 0.5
+  feats = []
+  for m in masks:
+    w = m / m.sum()
+    cy, cx = (w * ys).sum(), (w * xs).sum()
+    rho = np.hypot(ys - cy, xs - cx)
+    phi = np.arctan2(ys - cy, xs - cx)
+    sel = m > 0.5
+    bins = ((phi[sel] + np.pi) / (2 * np.pi) * 36).astype(int) % 36
+    profile = np.zeros(36)
+    np.maximum.at(profile, bins, rho[sel])
+    profile /= max(profile.max(), 1e-6)
+    harmonics = np.abs(np.fft.rfft(profile))[1:9] / 36
+    radial = np.histogram(rho[sel] / max(rho[sel].max(), 1e-6), bins=8, range=(0, 1))[0]
+    fill = m.sum() / (np.pi * max(rho[sel].max(), 1e-6) ** 2)
+    feats.append(np.concatenate([harmonics, radial / max(sel.sum(), 1), [fill]]))
+  feats = np.asarray(feats)
+  return (feats - feats.mean(0)) / (feats.std(0) + 1e-6)
+
+
+def _logistic_regression_accuracy(x_train, y_train, x_test, y_test, steps=300):
+  x_train, x_test = jnp.asarray(x_train, jnp.float32), jnp.asarray(x_test, jnp.float32)
+  params = {"w": jnp.zeros((x_train.shape[1], 10)), "b": jnp.zeros(10)}
+  opt = optax.adam(0.05)
+  state = opt.init(params)
+
+  def loss(p):
+    logits = x_train @ p["w"] + p["b"]
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y_train).mean() \
+        + 1e-4 * jnp.sum(p["w"] ** 2)
+
+  @jax.jit
+  def step(p, s):
+    g = jax.grad(loss)(p)
+    u, s = opt.update(g, s)
+    return optax.apply_updates(p, u), s
+  for _ in range(steps):
+    params, state = step(params, state)
+  pred = jnp.argmax(x_test @ params["w"] + params["b"], axis=1)
+  return float(jnp.mean(pred == jnp.asarray(y_test)))
+
+
+def test_raw_pixels_do_poorly_but_shape_features_do_well():
+  """Representation learning must matter: report both accuracies (chance is 10%)."""
+  images, labels, masks = shapes.generate(6_000, seed=11, return_masks=True)
+  raw = images.reshape(len(images), -1).astype(np.float32) / 255.0
+  raw = (raw - raw[:5000].mean(0)) / (raw[:5000].std(0) + 1e-6)
+  raw_acc = _logistic_regression_accuracy(raw[:5000], labels[:5000], raw[5000:],
+                                          labels[5000:])
+  feats = _shape_descriptor(masks)
+  shape_acc = _logistic_regression_accuracy(feats[:5000], labels[:5000], feats[5000:],
+                                            labels[5000:])
+  print(f"raw-pixel logistic regression: {raw_acc:.3f}; shape features: {shape_acc:.3f}")
+  assert raw_acc < 0.35
+  assert shape_acc > 0.75
+  assert shape_acc > raw_acc + 0.4
+
+
+# ------------------------------------------------------------ sharding & determinism ---
+def _digest(image):
+  return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+
+
+def test_two_processes_read_disjoint_shards_covering_the_split(shapes_dir):
+  seen = []
+  for index in range(2):
+    split = data.load_split("mssl_shapes/32", "test", data_dir=shapes_dir,
+                            process_index=index, process_count=2)
+    assert split.num_examples == 2_500
+    seen.append({_digest(e["image"]) for e in tfds.as_numpy(split.dataset)})
+  whole = {_digest(e["image"]) for e in tfds.as_numpy(
+      data.load_split("mssl_shapes/32", "test", data_dir=shapes_dir).dataset)}
+  assert not seen[0] & seen[1]
+  assert seen[0] | seen[1] == whole and len(whole) == 5_000
+  with pytest.raises(ValueError, match="process_index must be in"):
+    data.load_split("mssl_shapes/32", "test", data_dir=shapes_dir, process_index=2,
+                    process_count=2)
+
+
+def test_same_seed_same_batches_and_resume(shapes_dir):
+  split = data.load_split("mssl_shapes/32", "test", data_dir=shapes_dir)
+  make = lambda seed: (lambda start: _train(split, "mocov3_cifar", seed=seed,
+                                            start_batch=start, shuffle_buffer=1000))
+  a = data.InputIterator(make(0))
+  batches = [next(a) for _ in range(5)]
+  assert a.get_state() == {"position": 5}
+  b = data.InputIterator(make(0))
+  for want in batches:
+    got = next(b)
+    for x, y in zip(got["views"], want["views"]):
+      np.testing.assert_array_equal(x, y)
+  c = [next(data.InputIterator(make(1))) for _ in range(1)][0]
+  assert not np.array_equal(c["views"][0], batches[0]["views"][0])
+  # Restored at position 3, the pipeline continues with batch 4 exactly.
+  resumed = data.InputIterator.restore(make(0), {"position": 3})
+  nxt = next(resumed)
+  np.testing.assert_array_equal(nxt["label"], batches[3]["label"])
+  for x, y in zip(nxt["views"], batches[3]["views"]):
+    np.testing.assert_array_equal(x, y)
+  assert resumed.position == 4
+
+
+def test_epochs_reshuffle_and_cover_the_data(shapes_dir):
+  split = data.load_split("mssl_shapes/32", "test", data_dir=shapes_dir,
+                          process_index=0, process_count=50)  # 100 examples
+  ds = _train(split, "none", batch_size=50, shuffle_buffer=100)
+  epochs = [np.concatenate([b["label"] for b in _first(ds, 2)])]
+  it = iter(tfds.as_numpy(ds))
+  labels = [next(it)["label"] for _ in range(4)]
+  first, second = np.concatenate(labels[:2]), np.concatenate(labels[2:])
+  assert sorted(first.tolist()) == sorted(second.tolist())  # each epoch covers the shard
+  assert not np.array_equal(first, second)                  # in a new order
+  del epochs
+
+
+def test_multi_crop_and_view_count(shapes_dir):
+  split = data.load_split("mssl_shapes/32", "test", data_dir=shapes_dir)
+  (batch,) = _first(_train(split, "byol_cifar", num_views=4, num_small_crops=2,
+                           small_size=16))
+  assert [v.shape for v in batch["views"]] == [(8, 32, 32, 3)] * 4 + [(8, 16, 16, 3)] * 2
+  with pytest.raises(ValueError, match="num_views must be at least 1"):
+    _train(split, num_views=0)
+
+
+def test_eval_pads_to_a_fixed_number_of_batches(shapes_dir):
+  split = data.load_split("mssl_shapes/32", "test", data_dir=shapes_dir,
+                          process_index=1, process_count=3)  # 1,666 or 1,667 examples
+  num = data.eval_num_batches(5_000, 3, 256)
+  batches = list(tfds.as_numpy(data.eval_dataset(split, batch_size=256, image_size=32,
+                                                 crop_fraction=1.0, num_batches=num)))
+  assert len(batches) == num == 7
+  assert float(sum(b["mask"].sum() for b in batches)) == split.num_examples
+  assert np.all(batches[-1]["label"][batches[-1]["mask"] == 0] == -1)
