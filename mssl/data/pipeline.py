@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import re
 from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -116,6 +117,10 @@ def _check_image_file(path: pathlib.Path) -> bool:
 
 
 def _load_folder(root: str, split: str, process_index: int, process_count: int) -> Split:
+  limit = None
+  match = re.fullmatch(r"(\w+)\[:(\d+)\]", split)
+  if match:  # "train[:N]": the first N files (in sorted order)
+    split, limit = match.group(1), int(match.group(2))
   split_dir = pathlib.Path(root) / split
   if not split_dir.is_dir():
     raise DatasetNotReadyError(
@@ -131,6 +136,7 @@ def _load_folder(root: str, split: str, process_index: int, process_count: int) 
   if not files:
     raise ValueError(f"image folder {str(split_dir)!r} holds no images (*.png, *.jpg, "
                      "*.jpeg), neither directly nor in label folders.")
+  files = files[:limit]
   bad = [f for f, _ in files if not _check_image_file(pathlib.Path(f))]
   if bad:
     raise ValueError(f"{len(bad)} file(s) in {str(split_dir)!r} are not readable PNG/JPEG "

@@ -1,0 +1,200 @@
+"""Shared defaults of every pretraining config, and the ``runlocal`` switch.
+
+A config file defines ``get_config(arg)``; ``arg`` is a comma-separated list of words
+(``"cifar100,runlocal"``) parsed by :func:`parse_arg`. ``runlocal`` shrinks any config to
+run on a CPU in minutes (a narrow ResNet-18, small batch, a few steps, the embedded
+dataset), keeping its objective, heads' structure and optimiser.
+"""
+
+import ml_collections
+
+# Projector / predictor recipes (mssl.models.heads.RECIPES) as config dicts.
+MATRIX_SSL_PROJECTOR = dict(hidden=(2048, 2048), out=2048, batch_norm=True, bias=False,
+                            last_bn=True, last_bn_affine=False)
+MATRIX_SSL_PREDICTOR = dict(hidden=(512,), out=2048, batch_norm=True, bias=False,
+                            last_bn=False, last_bn_affine=True)
+
+
+def parse_arg(arg):
+  """``"cifar100,runlocal,views=4"`` -> {"cifar100": True, "runlocal": True, "views": "4"}."""
+  out = {}
+  for word in (arg or "").split(","):
+    word = word.strip()
+    if not word:
+      continue
+    key, _, value = word.partition("=")
+    out[key] = value if value else True
+  return out
+
+
+def head(hidden, out, batch_norm=True, bias=True, last_bn=False, last_bn_affine=True):
+  return ml_collections.ConfigDict(dict(hidden=tuple(hidden), out=out,
+                                        batch_norm=batch_norm, bias=bias, last_bn=last_bn,
+                                        last_bn_affine=last_bn_affine))
+
+
+def get_config():
+  """The defaults: Matrix-SSL on CIFAR-10 with a ResNet-18 (overridden per config)."""
+  c = ml_collections.ConfigDict()
+  c.mode = "pretrain"            # "pretrain" | "linear_eval"
+  c.seed = 0
+  c.objective = "matrix_ssl"
+  c.loss = ml_collections.ConfigDict()  # keyword arguments of the objective
+  c.mec = ml_collections.ConfigDict(dict(eps2=64.0, warmup_epochs=10.0, start_factor=8.0))
+
+  c.data = ml_collections.ConfigDict(dict(
+      dataset="cifar10", data_dir=ml_collections.FieldReference(None, field_type=str),
+      download=False, train_split="train", eval_split="test", knn_split="train[:10000]",
+      image_size=32, preset="mocov3_cifar", preset_overrides={}, num_views=2,
+      num_small_crops=0, small_size=96, shuffle_buffer=10_000, cache="auto",
+      eval_crop_fraction=1.0))
+
+  c.model = ml_collections.ConfigDict(dict(
+      name="resnet18", stem="cifar", width=64, zero_init_residual=False, dtype="float32",
+      remat=False, patch_size=16))
+  c.projector = head(**MATRIX_SSL_PROJECTOR)
+  c.predictor = head(**MATRIX_SSL_PREDICTOR)   # set to None for no predictor
+  c.teacher = "ema"                  # "ema" | "online" (SimSiam) | "none"
+  c.ema = ml_collections.ConfigDict(dict(base=0.996))
+
+  c.optimizer = ml_collections.ConfigDict(dict(
+      name="sgd", base_lr=0.5, scale_by_batch=True, weight_decay=1e-5, momentum=0.9,
+      trust_coefficient=0.001, b1=0.9, b2=0.999, warmup_epochs=10.0))
+  c.classifier_lr = 0.1              # the online linear probe (its own SGD)
+
+  c.batch_size = 512                 # global
+  c.num_epochs = 500.0
+  c.total_steps = -1                 # > 0 overrides num_epochs
+  c.grad_accum_steps = 1
+  c.stop_after = -1                  # > 0: save and exit after this many steps of this run
+
+  c.log_every = 50
+  c.eval_every = 1000
+  c.checkpoint_every = 1000
+  c.keep_checkpoints = 3
+  c.eval = ml_collections.ConfigDict(dict(
+      batch_size=512, knn_k=20, knn_temperature=0.07,
+      probe_epochs=30, probe_lr=0.1, final=True, compare_random_init=False))
+  c.distributed = ml_collections.ConfigDict(dict(
+      initialize=False, coordinator_address=ml_collections.FieldReference(None, str),
+      num_processes=ml_collections.FieldReference(None, int),
+      process_id=ml_collections.FieldReference(None, int)))
+  return c
+
+
+def runlocal(c):
+  """Shrinks ``c`` to run on a CPU in minutes, on the embedded dataset."""
+  c.data.dataset = "mssl_shapes/32"
+  c.data.image_size = 32
+  c.data.preset = c.data.preset if c.data.preset.endswith("_cifar") or \
+      c.data.preset in ("mae", "none") else c.data.preset + "_cifar"
+  c.data.shuffle_buffer = 2_000
+  c.data.eval_crop_fraction = 1.0
+  c.model.name = "resnet18"
+  c.model.stem = "cifar"
+  c.model.width = 8
+  for name in ("projector", "predictor"):
+    head_cfg = c.get(name)
+    if head_cfg is not None:
+      head_cfg.hidden = tuple(min(h, 64) for h in head_cfg.hidden)
+      head_cfg.out = min(head_cfg.out, 64)
+  c.batch_size = 64
+  c.total_steps = 6
+  c.optimizer.warmup_epochs = 0.0
+  c.log_every = 2
+  c.eval_every = 3
+  c.checkpoint_every = 3
+  c.eval.batch_size = 256
+  c.data.eval_split = "test[:512]"
+  c.data.knn_split = "train[:512]"
+  c.eval.probe_epochs = 2
+  c.eval.final = False
+  return c
+
+
+# Per-method CIFAR recipes (solo-learn's ResNet-18 CIFAR settings, METHODS.md defaults).
+CIFAR_METHODS = {
+    "matrix_ssl": dict(loss=dict(lam=1.0, mu=1.0, gamma=1.0, order=4), teacher="ema",
+                       projector=MATRIX_SSL_PROJECTOR, predictor=MATRIX_SSL_PREDICTOR,
+                       optimizer=dict(name="sgd", base_lr=0.5, weight_decay=1e-5),
+                       preset="mocov3_cifar", ema=0.996),
+    "mec": dict(loss=dict(order=4), teacher="ema", projector=MATRIX_SSL_PROJECTOR,
+                predictor=MATRIX_SSL_PREDICTOR,
+                optimizer=dict(name="sgd", base_lr=0.5, weight_decay=1e-5),
+                preset="mocov3_cifar", ema=0.996),
+    "kernel_ssl": dict(loss=dict(kernel="gaussian", lam=1.0, mu=1.0, gamma=1.0,
+                                 w_hsic=0.003, order=4), teacher="ema",
+                       projector=MATRIX_SSL_PROJECTOR, predictor=MATRIX_SSL_PREDICTOR,
+                       optimizer=dict(name="sgd", base_lr=0.5, weight_decay=1e-5),
+                       preset="mocov3_cifar", ema=0.996),
+    "simclr": dict(loss=dict(temperature=0.2), teacher="none",
+                   projector=dict(hidden=(2048,), out=256),
+                   optimizer=dict(name="lars", base_lr=0.4, weight_decay=1e-5),
+                   preset="simclr_cifar"),
+    "byol": dict(loss=dict(), teacher="ema", projector=dict(hidden=(4096,), out=256),
+                 predictor=dict(hidden=(4096,), out=256),
+                 optimizer=dict(name="lars", base_lr=1.0, weight_decay=1e-5),
+                 preset="byol_cifar", ema=0.99),
+    "simsiam": dict(loss=dict(), teacher="online",
+                    projector=dict(hidden=(2048, 2048), out=2048, bias=False, last_bn=True,
+                                   last_bn_affine=False),
+                    predictor=dict(hidden=(512,), out=2048, bias=False),
+                    optimizer=dict(name="sgd", base_lr=0.5, weight_decay=1e-5),
+                    preset="simclr_cifar"),
+    "barlow_twins": dict(loss=dict(lambd=0.0051, scale=0.1), teacher="none",
+                         projector=dict(hidden=(2048, 2048), out=2048, bias=False),
+                         optimizer=dict(name="lars", base_lr=0.3, weight_decay=1e-4),
+                         preset="byol_cifar"),
+    "vicreg": dict(loss=dict(sim_weight=25.0, var_weight=25.0, cov_weight=1.0),
+                   teacher="none", projector=dict(hidden=(2048, 2048), out=2048),
+                   optimizer=dict(name="lars", base_lr=0.3, weight_decay=1e-4),
+                   preset="vicreg_cifar"),
+    "spectral_contrastive": dict(loss=dict(mu=1.0), teacher="none",
+                                 projector=dict(hidden=(2048,), out=2048),
+                                 optimizer=dict(name="lars", base_lr=0.3,
+                                                weight_decay=1e-5),
+                                 preset="simclr_cifar"),
+    "frossl": dict(loss=dict(invariance_weight=1.0), teacher="none",
+                   projector=dict(hidden=(2048, 2048), out=1024),
+                   optimizer=dict(name="lars", base_lr=0.3, weight_decay=1e-4),
+                   preset="byol_cifar"),
+}
+DATASETS = {  # name -> (tfds name, image size, eval split, crop fraction, FroSSL weight)
+    "cifar10": ("cifar10", 32, "test", 1.0, 1.0),
+    "cifar100": ("cifar100", 32, "test", 1.0, 1.0),
+    "stl10": ("stl10", 96, "test", 1.0, 1.4),
+}
+
+
+def method_config(method, arg):
+  """ResNet-18 (CIFAR stem) pretraining of ``method``; ``arg`` picks the dataset
+  (cifar10 | cifar100 | stl10), ``views=V`` (FroSSL), and ``runlocal``."""
+  words = parse_arg(arg)
+  recipe = CIFAR_METHODS[method]
+  c = get_config()
+  c.objective = method
+  c.loss = ml_collections.ConfigDict(recipe["loss"])
+  c.teacher = recipe["teacher"]
+  c.ema.base = recipe.get("ema", 0.996)
+  c.projector = head(**recipe["projector"])
+  c.predictor = head(**recipe["predictor"]) if "predictor" in recipe else None
+  c.optimizer.update(recipe["optimizer"])
+  c.optimizer.warmup_epochs = 10.0
+  c.data.preset = recipe["preset"]
+  c.batch_size = 256
+  c.num_epochs = 1000.0
+  dataset = next((d for d in DATASETS if d in words), "cifar10")
+  name, size, eval_split, crop, frossl_w = DATASETS[dataset]
+  c.data.dataset, c.data.image_size, c.data.eval_split = name, size, eval_split
+  c.data.eval_crop_fraction = crop
+  if dataset == "stl10":
+    c.data.train_split = "train+unlabelled"
+    c.data.knn_split = "train"
+    c.data.preset = c.data.preset.replace("_cifar", "")
+    c.model.stem = "cifar"
+  if method == "frossl":
+    c.loss.invariance_weight = frossl_w
+    c.data.num_views = int(words.get("views", 2))
+  if "runlocal" in words:
+    runlocal(c)
+  return c

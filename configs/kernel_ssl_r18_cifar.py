@@ -1,0 +1,16 @@
+"""Kernel-SSL (Matrix-SSL on RKHS covariance operators, Gaussian kernel): ResNet-18 (CIFAR stem) on CIFAR-10/100 or STL-10.
+
+    python -m mssl.main --config=configs/kernel_ssl_r18_cifar.py:cifar10 --workdir=/tmp/kernel_ssl_c10
+    python -m mssl.main --config=configs/kernel_ssl_r18_cifar.py:cifar100 --workdir=/tmp/kernel_ssl_c100
+    python -m mssl.main --config=configs/kernel_ssl_r18_cifar.py:stl10 --workdir=/tmp/kernel_ssl_stl
+    python -m mssl.main --config=configs/kernel_ssl_r18_cifar.py:runlocal --workdir=/tmp/kernel_ssl_local
+
+No published CIFAR number for this method; compare with the baselines' (README results table) under the same recipe.
+``runlocal`` runs a few steps of the same recipe on the embedded dataset (CPU, minutes).
+"""
+
+from configs import common
+
+
+def get_config(arg=None):
+  return common.method_config("kernel_ssl", arg)

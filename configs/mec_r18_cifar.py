@@ -1,0 +1,16 @@
+"""MEC (maximum entropy coding): ResNet-18 (CIFAR stem) on CIFAR-10/100 or STL-10.
+
+    python -m mssl.main --config=configs/mec_r18_cifar.py:cifar10 --workdir=/tmp/mec_c10
+    python -m mssl.main --config=configs/mec_r18_cifar.py:cifar100 --workdir=/tmp/mec_c100
+    python -m mssl.main --config=configs/mec_r18_cifar.py:stl10 --workdir=/tmp/mec_stl
+    python -m mssl.main --config=configs/mec_r18_cifar.py:runlocal --workdir=/tmp/mec_local
+
+No published CIFAR number for this method; compare with the baselines' (README results table) under the same recipe.
+``runlocal`` runs a few steps of the same recipe on the embedded dataset (CPU, minutes).
+"""
+
+from configs import common
+
+
+def get_config(arg=None):
+  return common.method_config("mec", arg)

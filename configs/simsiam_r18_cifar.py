@@ -1,0 +1,16 @@
+"""SimSiam: ResNet-18 (CIFAR stem) on CIFAR-10/100 or STL-10.
+
+    python -m mssl.main --config=configs/simsiam_r18_cifar.py:cifar10 --workdir=/tmp/simsiam_c10
+    python -m mssl.main --config=configs/simsiam_r18_cifar.py:cifar100 --workdir=/tmp/simsiam_c100
+    python -m mssl.main --config=configs/simsiam_r18_cifar.py:stl10 --workdir=/tmp/simsiam_stl
+    python -m mssl.main --config=configs/simsiam_r18_cifar.py:runlocal --workdir=/tmp/simsiam_local
+
+Expected (published, solo-learn, 1000 epochs, online linear): CIFAR-10 90.51%, CIFAR-100 66.04%.
+``runlocal`` runs a few steps of the same recipe on the embedded dataset (CPU, minutes).
+"""
+
+from configs import common
+
+
+def get_config(arg=None):
+  return common.method_config("simsiam", arg)

@@ -1,0 +1,40 @@
+"""Offline evaluation of a pretrained encoder: a linear probe and kNN on frozen features.
+
+Run by the same entry point as pretraining, with ``configs/linear_eval.py``::
+
+    python -m mssl.main --config=configs/linear_eval.py --workdir=EVAL_DIR \\
+        --config.pretrained_workdir=PRETRAIN_DIR
+
+The encoder comes from the pretraining workdir's newest readable checkpoint; features of
+the eval split and of ``data.knn_split`` (the probe's training set) are taken in
+evaluation mode (centre crop, running BN statistics), then a linear classifier is trained
+on them with its own cosine schedule and the kNN classifier votes. Dataset fields left
+``None`` in this config fall back to the pretraining run's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from mssl import export, sharding, train
+
+
+def run(config, workdir: str) -> dict:
+  os.makedirs(workdir, exist_ok=True)
+  pre_config, network, variables, step = export.load_variables(config.pretrained_workdir)
+  num_classes = export.load_run_info(config.pretrained_workdir)["num_classes"]
+  eval_config = pre_config.copy_and_resolve_references()
+  for key, value in config.data.items():
+    if value is not None and key in eval_config.data:
+      eval_config.data[key] = value
+  eval_config.eval.update({k: v for k, v in config.eval.items() if k in eval_config.eval})
+  mesh = sharding.make_mesh()
+  evaluator = train.Evaluator(eval_config, network, mesh, num_classes)
+  results = evaluator.probe(sharding.replicate(mesh, variables))
+  results = {"checkpoint_step": int(step), **{k: float(v) for k, v in results.items()}}
+  with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:
+    json.dump(results, f, indent=2, sort_keys=True)
+  print(f"linear probe {100 * results['linear_probe']:.2f}%  "
+        f"kNN {100 * results['knn']:.2f}%  (checkpoint step {step})")
+  return results

@@ -1,0 +1,76 @@
+"""PNG plots of a run, written to its workdir at the end of training.
+
+* ``loss.png``: the objective and each of its components over training;
+* ``effective_rank.png``: effective rank of the eval features and projections;
+* ``knn_accuracy.png``: kNN and online-probe accuracy on the eval split;
+* ``spectrum.png``: the eigenvalues of the final embedding covariance (log scale), the
+  picture of dimensional collapse.
+"""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mssl import writers  # noqa: E402
+
+
+def _series(records, key):
+  points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
+  return ([p[0] for p in points], [p[1] for p in points]) if points else None
+
+
+def _plot(path, records, keys, title, ylabel):
+  fig, ax = plt.subplots(figsize=(6, 3.6))
+  drawn = 0
+  for key in keys:
+    series = _series(records, key)
+    if series:
+      ax.plot(*series, label=key, marker="." if len(series[0]) < 30 else None)
+      drawn += 1
+  if not drawn:
+    plt.close(fig)
+    return False
+  ax.set_xlabel("step")
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return True
+
+
+def write_training_plots(workdir: str, spectrum=None) -> list[str]:
+  """Writes the plots above from ``workdir/metrics.jsonl``; returns the files written."""
+  records = writers.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  keys = sorted({k for r in records for k in r})
+  written = []
+  for name, chosen, title, ylabel in (
+      ("loss.png", [k for k in keys if k == "loss" or k.startswith("loss/")],
+       "objective", "value"),
+      ("effective_rank.png", [k for k in keys if "effective_rank" in k],
+       "effective rank (eval split)", "effective rank"),
+      ("knn_accuracy.png", [k for k in keys if k in ("eval/knn_accuracy",
+                                                     "eval/online_probe_accuracy")],
+       "accuracy (eval split)", "accuracy")):
+    path = os.path.join(workdir, name)
+    if _plot(path, records, chosen, title, ylabel):
+      written.append(path)
+  if spectrum is not None:
+    path = os.path.join(workdir, "spectrum.png")
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.semilogy(np.maximum(np.asarray(spectrum), 1e-12))
+    ax.set_xlabel("eigenvalue index")
+    ax.set_ylabel("eigenvalue")
+    ax.set_title("spectrum of the final embedding covariance C(z, z)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+  return written

@@ -1,0 +1,484 @@
+"""Self-supervised pretraining, top to bottom: mesh, input, model, sharded init, a jitted
+update with donated buffers, resume, evaluation, the loop.
+
+    from mssl import train
+    results = train.train_and_evaluate(config, workdir)
+
+The data path runs one way: ``config -> input pipeline (per process) -> global sharded
+batch -> jitted step (network -> embeddings -> objective -> optax) -> checkpoint / logs /
+evaluators``. Objectives see the global batch (the batch is sharded over the ``data`` mesh
+axis and the state replicated), so covariances and negatives are global.
+
+What a step does, for the two-view objectives of ``mssl.losses``:
+
+* each view goes through the online network (encoder -> projector -> predictor);
+* the target branch is the EMA teacher (``config.teacher="ema"``: Matrix-SSL, MEC,
+  Kernel-SSL, BYOL), the online projector (``"online"``: SimSiam) or absent (``"none"``:
+  SimCLR, Barlow Twins, VICReg, spectral contrastive, FroSSL);
+* an online linear classifier on stop-gradient features learns alongside with its own
+  SGD (solo-learn's online probe); it never affects the encoder;
+* the teacher follows the student with a momentum that rises from ``config.ema.base``
+  to 1 on a cosine; MEC's ``lam_inv`` follows its warm-up schedule.
+
+The loop stops at the first non-finite loss, naming the step and the objective's
+components; checkpoints are only written for verified-finite states, so the last one is
+always good. A run restarted on the same workdir resumes from its newest readable
+checkpoint, with the same input position and RNG.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+import time
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from clu import parameter_overview, periodic_actions
+
+from mssl import checkpoint as ckpt_lib
+from mssl import data as data_lib
+from mssl import evaluate, losses, matrix, models, optim, plots, sharding, validation
+from mssl import writers
+
+# Per-channel statistics the encoder input is standardised with (ImageNet's).
+IMAGE_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGE_STD = np.array([0.229, 0.224, 0.225], np.float32)
+CLASSIFIER = "online_classifier"
+
+
+# ------------------------------------------------------------------ the network -------
+class SSLNetwork(nn.Module):
+  """encoder -> projector -> (predictor), plus a linear classifier on sg(features)."""
+  encoder: nn.Module
+  projector: nn.Module
+  predictor: Optional[nn.Module]
+  num_classes: int
+
+  def setup(self):
+    self.online_classifier = nn.Dense(self.num_classes)  # param key == CLASSIFIER
+
+  def __call__(self, images, train: bool = True):
+    x = (images - IMAGE_MEAN) / IMAGE_STD
+    features = self.encoder(x, train=train)
+    projection = self.projector(features, train=train)
+    prediction = projection if self.predictor is None else self.predictor(projection,
+                                                                          train=train)
+    logits = self.online_classifier(jax.lax.stop_gradient(features).astype(jnp.float32))
+    return {"features": features, "projection": projection.astype(jnp.float32),
+            "prediction": prediction.astype(jnp.float32), "logits": logits}
+
+  def embed(self, images):
+    """Encoder features in evaluation mode (running BN statistics)."""
+    return self.encoder((images - IMAGE_MEAN) / IMAGE_STD, train=False)
+
+
+def build_encoder(model_config, image_size: int):
+  dtype = jnp.dtype(model_config.dtype)
+  if model_config.name.startswith("resnet"):
+    return models.encoder(model_config.name, stem=model_config.stem,
+                          width=model_config.width,
+                          zero_init_residual=model_config.zero_init_residual, dtype=dtype,
+                          remat=model_config.remat)
+  return models.encoder(model_config.name, patch_size=model_config.patch_size,
+                        image_size=image_size, dtype=dtype, remat=model_config.remat)
+
+
+def build_network(config, num_classes: int) -> SSLNetwork:
+  dtype = jnp.dtype(config.model.dtype)
+  head = lambda c: None if c is None else models.MLPHead(
+      hidden=tuple(c.hidden), out=c.out, batch_norm=c.batch_norm, bias=c.bias,
+      last_bn=c.last_bn, last_bn_affine=c.last_bn_affine, dtype=dtype)
+  return SSLNetwork(build_encoder(config.model, config.data.image_size),
+                    head(config.projector), head(config.get("predictor")), num_classes)
+
+
+# ------------------------------------------------------------------ state -------------
+def init_variables(network: SSLNetwork, image_size: int, seed: int) -> dict:
+  dummy = jnp.zeros((2, image_size, image_size, 3), jnp.float32)
+  variables = network.init(jax.random.key(seed), dummy, train=False)
+  return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+
+
+def make_optimizer(config, total_steps: int, steps_per_epoch: int):
+  """The SSL optimiser on everything but the online classifier, which gets plain SGD."""
+  o = config.optimizer
+  schedule = optim.learning_rate_schedule(
+      base_lr=o.base_lr, global_batch=config.batch_size, total_steps=total_steps,
+      warmup_steps=int(o.warmup_epochs * steps_per_epoch), scale_by_batch=o.scale_by_batch)
+  ssl = optim.make_optimizer(o.name, schedule, weight_decay=o.weight_decay,
+                             momentum=o.momentum, trust_coefficient=o.trust_coefficient,
+                             b1=o.b1, b2=o.b2)
+  classifier = optax.sgd(optax.cosine_decay_schedule(config.classifier_lr, total_steps),
+                         momentum=0.9)
+  labels = lambda params: {k: ("classifier" if k == CLASSIFIER else "ssl") for k in params}
+  return optax.multi_transform({"ssl": ssl, "classifier": classifier}, labels), schedule
+
+
+def create_state(variables: dict, tx: optax.GradientTransformation, seed: int) -> dict:
+  return {
+      "step": jnp.zeros((), jnp.int32),
+      "params": variables["params"],
+      "batch_stats": variables["batch_stats"],
+      "opt_state": tx.init(variables["params"]),
+      "ema_params": variables["params"],
+      "ema_batch_stats": variables["batch_stats"],
+      "rng": jax.random.key_data(jax.random.key(seed + 1)),
+  }
+
+
+# ------------------------------------------------------------------ the step ----------
+def objective_kwargs(config) -> dict:
+  return {k: (tuple(v) if isinstance(v, list) else v) for k, v in config.loss.items()}
+
+
+def make_train_step(config, network: SSLNetwork, tx, schedule, total_steps: int,
+                    steps_per_epoch: int):
+  spec = losses.spec(config.objective)
+  kwargs = objective_kwargs(config)
+  mec_schedule = None
+  if config.objective == "mec" and "lam_inv" not in kwargs:
+    mec_schedule = losses.mec_lam_inv_schedule(
+        config.batch_size, config.projector.out, steps_per_epoch, eps2=config.mec.eps2,
+        warmup_epochs=config.mec.warmup_epochs, start_factor=config.mec.start_factor)
+
+  def forward(params, batch_stats, images):
+    out, mutated = network.apply({"params": params, "batch_stats": batch_stats}, images,
+                                 train=True, mutable=["batch_stats"])
+    return out, mutated["batch_stats"]
+
+  def loss_fn(params, state, views, labels):
+    batch_stats = state["batch_stats"]
+    outs = []
+    for view in views:
+      out, batch_stats = forward(params, batch_stats, view)
+      outs.append(out)
+    extra = {}
+    if mec_schedule is not None:
+      extra["lam_inv"] = mec_schedule(state["step"])
+    if spec.inputs == "two_branch":
+      if config.teacher == "ema":
+        targets = [forward(state["ema_params"], state["ema_batch_stats"], v)[0]["projection"]
+                   for v in views[:2]]
+      else:  # SimSiam: the online projector (the objective stops its gradient)
+        targets = [o["projection"] for o in outs[:2]]
+      loss, aux = spec.fn(outs[0]["prediction"], outs[1]["prediction"], targets[0],
+                          targets[1], **kwargs, **extra)
+    elif spec.inputs == "pair":
+      loss, aux = spec.fn(outs[0]["projection"], outs[1]["projection"], **kwargs)
+    else:  # multi_view
+      loss, aux = spec.fn([o["projection"] for o in outs], **kwargs)
+    valid = labels >= 0
+    ce = optax.softmax_cross_entropy_with_integer_labels(outs[0]["logits"],
+                                                         jnp.maximum(labels, 0))
+    classifier_loss = jnp.sum(jnp.where(valid, ce, 0.0)) / jnp.maximum(valid.sum(), 1)
+    accuracy = jnp.sum((jnp.argmax(outs[0]["logits"], -1) == labels) & valid) / \
+        jnp.maximum(valid.sum(), 1)
+    metrics = {"loss": loss, **{f"loss/{k}": v for k, v in aux.items()},
+               "online_probe/train_loss": classifier_loss,
+               "online_probe/train_accuracy": accuracy, **extra}
+    return loss + classifier_loss, (batch_stats, metrics)
+
+  def train_step(state, batch):
+    views = batch["views"][: config.data.num_views]
+    (_, (batch_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state["params"], state, views, batch["label"])
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    momentum = optim.ema_momentum(state["step"], base=config.ema.base,
+                                  total_steps=total_steps)
+    new_state = dict(state, step=state["step"] + 1, params=params, batch_stats=batch_stats,
+                     opt_state=opt_state,
+                     ema_params=optim.ema_update(state["ema_params"], params, momentum),
+                     ema_batch_stats=optim.ema_update(state["ema_batch_stats"],
+                                                      batch_stats, momentum))
+    metrics.update({"learning_rate": schedule(state["step"]), "ema_momentum": momentum,
+                    "grad_norm": _global_norm(grads)})
+    return new_state, metrics
+
+  return train_step
+
+
+# ------------------------------------------------------------------ evaluation --------
+@dataclasses.dataclass
+class Evaluator:
+  """kNN, online-probe accuracy and embedding statistics on the eval split."""
+  config: ml_collections.ConfigDict
+  network: SSLNetwork
+  mesh: Any
+  num_classes: int
+
+  def __post_init__(self):
+    c = self.config
+    process, count = jax.process_index(), jax.process_count()
+    self.local_batch = c.eval.batch_size // count
+
+    def make(split_name):
+      split = data_lib.load_split(c.data.dataset, split_name, data_dir=c.data.data_dir,
+                                  download=c.data.download, process_index=process,
+                                  process_count=count)
+      total = split.total_examples
+      num = (data_lib.eval_num_batches(total, count, self.local_batch)
+             if total is not None else None)
+      return functools.partial(data_lib.eval_dataset, split, batch_size=self.local_batch,
+                               image_size=c.data.image_size,
+                               crop_fraction=c.data.eval_crop_fraction, num_batches=num)
+    self._eval_data = make(c.data.eval_split)
+    self._knn_data = make(c.data.knn_split)
+
+    def apply(variables, images):
+      return self.network.apply(variables, images, train=False)
+    self._apply = jax.jit(apply, in_shardings=(sharding.replicated(self.mesh),
+                                               sharding.batch_sharded(self.mesh)))
+
+  def _outputs(self, variables, make_ds):
+    feats, projs, logits, labels = [], [], [], []
+    for batch in make_ds().as_numpy_iterator():
+      images = sharding.global_batch(self.mesh, batch["image"])
+      out = sharding.to_host(self._apply(variables, images))
+      mask = np.asarray(sharding.to_host(sharding.global_batch(self.mesh, batch["mask"])))
+      valid = mask > 0
+      lab = np.asarray(sharding.to_host(sharding.global_batch(self.mesh, batch["label"])))
+      feats.append(np.asarray(out["features"], np.float32)[valid])
+      projs.append(np.asarray(out["projection"], np.float32)[valid])
+      logits.append(np.asarray(out["logits"])[valid])
+      labels.append(lab[valid])
+    return (np.concatenate(feats), np.concatenate(projs), np.concatenate(logits),
+            np.concatenate(labels))
+
+  def __call__(self, state) -> tuple[dict, np.ndarray]:
+    variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
+    feats, projs, logits, labels = self._outputs(variables, self._eval_data)
+    train_feats, _, _, train_labels = self._outputs(variables, self._knn_data)
+    labelled = labels >= 0
+    metrics = {
+        "eval/effective_rank_features": float(matrix.effective_rank(jnp.asarray(feats))),
+        "eval/effective_rank_projection": float(matrix.effective_rank(
+            jnp.asarray(projs))),
+    }
+    if labelled.any() and (train_labels >= 0).any():
+      keep = train_labels >= 0
+      metrics["eval/knn_accuracy"] = evaluate.knn_accuracy(
+          train_feats[keep], train_labels[keep], feats[labelled], labels[labelled],
+          num_classes=self.num_classes, k=self.config.eval.knn_k,
+          temperature=self.config.eval.knn_temperature)
+      metrics["eval/online_probe_accuracy"] = float(np.mean(
+          np.argmax(logits[labelled], -1) == labels[labelled]))
+    spectrum = np.asarray(matrix.embedding_spectrum(jnp.asarray(projs)))
+    return metrics, spectrum
+
+  def probe(self, variables) -> dict:
+    """Offline linear probe and kNN on frozen features of ``variables``' encoder."""
+    feats, _, _, labels = self._outputs(variables, self._eval_data)
+    train_feats, _, _, train_labels = self._outputs(variables, self._knn_data)
+    kw = dict(num_classes=self.num_classes)
+    return {
+        "linear_probe": evaluate.linear_probe(train_feats, train_labels, feats, labels,
+                                              epochs=self.config.eval.probe_epochs,
+                                              lr=self.config.eval.probe_lr, **kw),
+        "knn": evaluate.knn_accuracy(train_feats, train_labels, feats, labels,
+                                     k=self.config.eval.knn_k,
+                                     temperature=self.config.eval.knn_temperature, **kw),
+    }
+
+
+# ------------------------------------------------------------------ the loop ----------
+class NonFiniteLossError(FloatingPointError):
+  """The objective became NaN or infinite; the message names the step and components."""
+
+
+def _check_finite(step: int, metrics: dict, objective: str, last_checkpoint):
+  bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
+  if "loss" in bad or any(k.startswith("loss/") for k in bad):
+    parts = ", ".join(f"{k}={v:.6g}" for k, v in sorted(metrics.items())
+                      if k == "loss" or k.startswith("loss/"))
+    raise NonFiniteLossError(
+        f"non-finite loss at step {step} (objective {objective!r}): {parts}. Training "
+        f"stopped; the last good checkpoint (step {last_checkpoint}) is intact.")
+
+
+def _steps(config, num_examples: int) -> tuple[int, int]:
+  steps_per_epoch = max(1, num_examples // config.batch_size)
+  total = (config.total_steps if config.total_steps > 0
+           else int(config.num_epochs * steps_per_epoch))
+  return total, steps_per_epoch
+
+
+def save_config(config, workdir: str, run_info: dict) -> None:
+  """``config.json`` (the config as run) and ``run.json`` (what was derived from data)."""
+  with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  with open(os.path.join(workdir, "run.json"), "w", encoding="utf-8") as f:
+    json.dump(run_info, f, indent=2, sort_keys=True)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Pretrains (resuming from ``workdir`` when it holds checkpoints), then evaluates.
+
+  Returns the final metrics (and, with ``config.eval.final``, the offline linear-probe
+  and kNN accuracies, beside those of the randomly initialised encoder when
+  ``config.eval.compare_random_init``).
+  """
+  validation.validate(config)
+  if config.mode == "linear_eval":
+    from mssl import linear_eval
+    return linear_eval.run(config, workdir)
+  is_main = jax.process_index() == 0
+  os.makedirs(workdir, exist_ok=True)
+  mesh = sharding.make_mesh()
+  process, count = jax.process_index(), jax.process_count()
+  local_batch = config.batch_size // count
+
+  # Input.
+  train_split = data_lib.load_split(config.data.dataset, config.data.train_split,
+                                    data_dir=config.data.data_dir,
+                                    download=config.data.download, process_index=process,
+                                    process_count=count)
+  num_classes = train_split.num_classes or 1
+  num_examples = train_split.total_examples or config.batch_size
+  total_steps, steps_per_epoch = _steps(config, num_examples)
+  views = data_lib.preset(config.data.preset, **dict(config.data.preset_overrides))
+
+  def make_train_data(position: int):
+    return data_lib.train_dataset(
+        train_split, batch_size=local_batch, image_size=config.data.image_size,
+        views=views, num_views=config.data.num_views, seed=config.seed,
+        process_index=process, start_batch=position,
+        shuffle_buffer=config.data.shuffle_buffer, cache=config.data.cache,
+        num_small_crops=config.data.num_small_crops, small_size=config.data.small_size)
+
+  # Model, optimiser, state (replicated over the mesh).
+  network = build_network(config, num_classes)
+  tx, schedule = make_optimizer(config, total_steps, steps_per_epoch)
+  replicated = sharding.replicated(mesh)
+  init = jax.jit(lambda: create_state(init_variables(network, config.data.image_size,
+                                                     config.seed), tx, config.seed),
+                 out_shardings=replicated)
+  state = init()
+
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                       max_to_keep=config.keep_checkpoints)
+  restored = checkpointer.restore_latest(ckpt_lib.abstract_like(state))
+  position, start_step = 0, 0
+  if restored is not None:
+    start_step, state, meta = restored
+    position = int(meta["data_position"])
+    logging.info("resumed from step %d (input position %d)", start_step, position)
+  last_checkpoint = start_step if restored is not None else None
+  iterator = data_lib.InputIterator(make_train_data, position)
+
+  writer = writers.create_writer(workdir, is_main=is_main)
+  if is_main and start_step == 0:
+    save_config(config, workdir, {"num_classes": num_classes, "total_steps": total_steps,
+                                  "steps_per_epoch": steps_per_epoch})
+    parameter_overview.log_parameter_overview(state["params"])
+    writer.write_hparams({k: v for k, v in _flat(config).items()
+                          if isinstance(v, (int, float, str, bool))})
+
+  train_step = jax.jit(
+      make_train_step(config, network, tx, schedule, total_steps, steps_per_epoch),
+      in_shardings=(replicated, sharding.batch_sharded(mesh)),
+      out_shardings=(replicated, replicated), donate_argnums=(0,))
+  evaluator = Evaluator(config, network, mesh, num_classes)
+  progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
+                                             every_steps=config.log_every)
+  spectrum = None
+  eval_metrics: dict = {}
+  started = time.time()
+  pending = None  # (step, metrics) checked once the next step is dispatched
+  try:
+    for step in range(start_step + 1, total_steps + 1):
+      batch = sharding.global_batch(mesh, next(iterator))
+      state, metrics = train_step(state, batch)
+      if pending is not None:  # the previous step's loss, without stalling the device
+        _check_finite(pending[0], _to_floats(pending[1]), config.objective,
+                      last_checkpoint)
+      pending = (step, metrics)
+      progress(step)
+      is_last = step == total_steps
+      stopping = config.stop_after > 0 and step - start_step >= config.stop_after
+      save_now = (step % config.checkpoint_every == 0 or is_last or stopping
+                  or checkpointer.reached_preemption(step))
+      if step % config.log_every == 0 or save_now:
+        host_metrics = _to_floats(metrics)
+        _check_finite(step, host_metrics, config.objective, last_checkpoint)
+        pending = None
+        if step % config.log_every == 0 or is_last:
+          writer.write_scalars(step, host_metrics)
+      if step % config.eval_every == 0 or is_last:
+        eval_metrics, spectrum = evaluator(state)
+        writer.write_scalars(step, eval_metrics)
+      if save_now:  # only verified-finite states are saved
+        checkpointer.save(step, state, {"data_position": iterator.position})
+        last_checkpoint = step
+        if checkpointer.reached_preemption(step) or stopping:
+          logging.warning("stopping at step %d (%s): checkpoint saved; run again with the "
+                          "same workdir to resume", step,
+                          "preemption notice" if not stopping else "config.stop_after")
+          break
+    writer.flush()
+  finally:
+    checkpointer.close()
+
+  results = {"steps": int(state["step"]), "train_seconds": time.time() - started,
+             **eval_metrics}
+  if int(state["step"]) < total_steps:  # stopped early (preemption, stop_after): resume later
+    writer.close()
+    return {**results, "stopped_early": True}
+  if is_main and spectrum is not None:
+    plots.write_training_plots(workdir, spectrum)
+  if config.eval.final:
+    variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
+    final = {f"pretrained/{k}": v for k, v in evaluator.probe(variables).items()}
+    if config.eval.compare_random_init:
+      random_vars = init_variables(network, config.data.image_size, config.seed + 12345)
+      final.update({f"random_init/{k}": v for k, v in
+                    evaluator.probe(sharding.replicate(mesh, random_vars)).items()})
+    writer.write_scalars(int(state["step"]), final)
+    results.update(final)
+    if is_main:
+      print(format_results(final))
+  writer.flush()
+  if is_main:
+    with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:
+      json.dump({k: (float(v) if isinstance(v, (int, float, np.floating)) else v)
+                 for k, v in results.items()}, f, indent=2, sort_keys=True)
+  writer.close()
+  return results
+
+
+def _global_norm(tree):
+  norm = getattr(getattr(optax, "tree", None), "norm", None)  # optax >= 0.2.5
+  return norm(tree) if norm is not None else optax.global_norm(tree)
+
+
+def _to_floats(metrics) -> dict:
+  return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def format_results(final: dict) -> str:
+  rows = ["", "                      linear probe    kNN (k=20)"]
+  for prefix, name in (("pretrained", "pretrained encoder"), ("random_init", "random init")):
+    if f"{prefix}/linear_probe" in final:
+      rows.append(f"{name:>20}    {100 * final[f'{prefix}/linear_probe']:10.2f}%  "
+                  f"{100 * final[f'{prefix}/knn']:10.2f}%")
+  return "\n".join(rows)
+
+
+def _flat(config, prefix="") -> dict:
+  out = {}
+  for key, value in config.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, ml_collections.ConfigDict):
+      out.update(_flat(value, name + "."))
+    else:
+      out[name] = value
+  return out

@@ -1,0 +1,137 @@
+"""Config validation: every mistake found before anything is built.
+
+Each error names the field, the value it got and what is allowed, e.g.
+``config.objective='simclr2' is not a registered objective; allowed: barlow_twins, ...``.
+All problems are collected and reported together in one ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+
+from mssl import data, losses, models, optim
+
+MODES = ("pretrain", "linear_eval")
+TEACHERS = ("ema", "online", "none")
+DTYPES = ("float32", "bfloat16")
+# Objectives the two-view trainer runs; the masked-image ones need the M-MAE pipeline.
+MASKED_IMAGE = ("mmae", "umae", "mae")
+
+
+class ConfigError(ValueError):
+  """A config that cannot run; the message lists every problem found."""
+
+
+def _is_tfds_prepared(dataset: str, data_dir) -> bool:
+  import tensorflow_datasets as tfds
+  try:
+    return tfds.builder(dataset, data_dir=data_dir).is_prepared()
+  except Exception:
+    return False
+
+
+def validate(config, *, device_count: int | None = None,
+             process_count: int | None = None) -> None:
+  """Raises :class:`ConfigError` listing every invalid field of ``config``."""
+  problems = []
+
+  def check(ok, message):
+    if not ok:
+      problems.append(message)
+
+  check(config.mode in MODES, f"config.mode={config.mode!r} is not allowed; allowed: "
+        f"{', '.join(MODES)}.")
+  if config.mode == "linear_eval":
+    path = config.get("pretrained_workdir")
+    check(bool(path) and os.path.isdir(str(path)),
+          f"config.pretrained_workdir={path!r} is not a directory; it must be the workdir "
+          "of a pretraining run (holding config.json and checkpoints/).")
+  else:
+    names = losses.names()
+    objective = config.objective
+    check(objective in names, f"config.objective={objective!r} is not a registered "
+          f"objective; allowed: {', '.join(names)}.")
+    check(objective not in MASKED_IMAGE,
+          f"config.objective={objective!r} is a masked-image regulariser; it runs in the "
+          "M-MAE pipeline (model 'mae'), not in the two-view trainer.")
+    if objective in names and objective not in MASKED_IMAGE:
+      spec = losses.spec(objective)
+      check(config.data.num_views >= spec.min_views,
+            f"config.data.num_views={config.data.num_views} is too few for objective "
+            f"{objective!r}; it needs at least {spec.min_views}.")
+      if spec.inputs in ("pair", "two_branch"):
+        check(config.data.num_views == 2,
+              f"config.data.num_views={config.data.num_views}: objective {objective!r} "
+              "takes exactly 2 views (use frossl for more).")
+      if spec.uses_teacher:
+        check(config.teacher == "ema", f"config.teacher={config.teacher!r}: objective "
+              f"{objective!r} needs an EMA teacher; set config.teacher='ema'.")
+      if objective == "simsiam":
+        check(config.teacher == "online", "config.teacher must be 'online' for simsiam "
+              f"(the target is the online projector); got {config.teacher!r}.")
+    check(config.teacher in TEACHERS, f"config.teacher={config.teacher!r} is not allowed; "
+          f"allowed: {', '.join(TEACHERS)}.")
+    check(0.0 <= config.ema.base <= 1.0, f"config.ema.base={config.ema.base} must be in "
+          "[0, 1].")
+    check(config.optimizer.name in optim.OPTIMIZERS,
+          f"config.optimizer.name={config.optimizer.name!r} is not allowed; allowed: "
+          f"{', '.join(optim.OPTIMIZERS)}.")
+    check(config.optimizer.base_lr > 0, f"config.optimizer.base_lr="
+          f"{config.optimizer.base_lr} must be positive.")
+    check(config.grad_accum_steps == 1,
+          f"config.grad_accum_steps={config.grad_accum_steps}: gradient accumulation is "
+          "not supported. The covariance and contrastive objectives are not additive over "
+          "micro-batches (a covariance of half a batch is not half a covariance), so "
+          "accumulating gradients would change the objective; use a larger mesh or "
+          "rematerialisation (config.model.remat=True) to fit the batch instead.")
+    check(config.total_steps > 0 or config.num_epochs > 0,
+          f"config.total_steps={config.total_steps} and config.num_epochs="
+          f"{config.num_epochs}: one of them must be positive.")
+    check(config.data.preset in data.PRESETS,
+          f"config.data.preset={config.data.preset!r} is not allowed; allowed: "
+          f"{', '.join(sorted(data.PRESETS))}.")
+    for every in ("log_every", "eval_every", "checkpoint_every"):
+      check(config[every] > 0, f"config.{every}={config[every]} must be positive.")
+
+  if config.mode == "linear_eval":
+    # The model and data of an offline evaluation come from the pretraining run.
+    if problems:
+      raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+    return
+  check(config.model.name in models.ENCODERS,
+        f"config.model.name={config.model.name!r} is not allowed; allowed: "
+        f"{', '.join(models.ENCODERS)}.")
+  check(config.model.dtype in DTYPES, f"config.model.dtype={config.model.dtype!r} is not "
+        f"allowed; allowed: {', '.join(DTYPES)}.")
+  if config.model.name.startswith("resnet"):
+    check(config.model.stem in models.resnet.STEMS, f"config.model.stem="
+          f"{config.model.stem!r} is not allowed; allowed: "
+          f"{', '.join(models.resnet.STEMS)}.")
+
+  device_count = jax.device_count() if device_count is None else device_count
+  process_count = jax.process_count() if process_count is None else process_count
+  for field, value in (("batch_size", config.batch_size),
+                       ("eval.batch_size", config.eval.batch_size)):
+    check(value > 0 and value % device_count == 0 and value % process_count == 0,
+          f"config.{field}={value} must be a positive multiple of the number of devices "
+          f"({device_count}) and of processes ({process_count}).")
+
+  dataset = config.data.dataset
+  data_dir = config.data.data_dir
+  if data_dir is not None:
+    check(os.path.isdir(data_dir), f"config.data.data_dir={data_dir!r} does not exist.")
+  if dataset.startswith(data.pipeline.FOLDER_PREFIX):
+    root = dataset[len(data.pipeline.FOLDER_PREFIX):]
+    check(os.path.isdir(root), f"config.data.dataset={dataset!r}: the folder {root!r} does "
+          "not exist (expected PATH/<split>/<label>/*.png).")
+  elif (config.mode == "pretrain" and not dataset.startswith(data.pipeline.EMBEDDED)
+        and not config.data.download and (data_dir is None or os.path.isdir(data_dir))):
+    check(_is_tfds_prepared(dataset, data_dir),
+          f"config.data.dataset={dataset!r} is not prepared in config.data.data_dir="
+          f"{data_dir!r}. " + data.pipeline._prepare_instructions(
+              dataset, data_dir or "~/tensorflow_datasets"))
+
+  if problems:
+    raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))

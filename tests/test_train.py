@@ -1,0 +1,355 @@
+"""End-to-end tests of pretraining: every objective, resume, kill, NaN stop, sharding,
+multi-process, validation, export and offline evaluation."""
+
+import importlib.util
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from mssl import checkpoint as ckpt_lib
+from mssl import export, sharding, train, validation, writers
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+METHODS = ("matrix_ssl", "mec", "kernel_ssl", "simclr", "byol", "simsiam", "barlow_twins",
+           "vicreg", "spectral_contrastive", "frossl")
+
+
+def load_config(name, arg=None):
+  spec = importlib.util.spec_from_file_location(f"cfg_{name}", CONFIGS / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory):
+  """The embedded dataset, prepared once for the session."""
+  from mssl import data
+  root = tmp_path_factory.mktemp("tfds_train")
+  data.load_split("mssl_shapes/32", "train", data_dir=str(root))
+  return str(root)
+
+
+def small(config, tfds_dir, **overrides):
+  """A runlocal config made even smaller: 16 px views, tiny eval splits."""
+  config.data.data_dir = tfds_dir
+  config.data.image_size = 16
+  config.data.eval_split = "test[:128]"
+  config.data.knn_split = "train[:128]"
+  config.eval.batch_size = 64
+  config.batch_size = 32
+  for key, value in overrides.items():
+    target = config
+    *path, last = key.split(".")
+    for part in path:
+      target = target[part]
+    target[last] = value
+  return config
+
+
+# The loop under test does not depend on the encoder: a 2-block ViT compiles fast.
+FAST_MODEL = ["--config.model.name=vit_micro", "--config.model.patch_size=4"]
+
+
+def run_main(args, env_extra=None, **kwargs):
+  env = dict(os.environ, PYTHONPATH=str(ROOT), **(env_extra or {}))
+  return subprocess.run([sys.executable, "-m", "mssl.main", *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, **kwargs)
+
+
+def params_of(workdir, step=None):
+  _, _, variables, got_step = export.load_variables(str(workdir), step)
+  return jax.device_get(variables), got_step
+
+
+def assert_trees_close(a, b, **kw):
+  jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, **kw), a, b)
+
+
+# ------------------------------------------------------------ every objective ----------
+@pytest.mark.parametrize("method", METHODS)
+def test_every_objective_runlocal(method, tfds_dir, tmp_path):
+  config = small(load_config(f"{method}_r18_cifar", "runlocal"), tfds_dir,
+                 total_steps=2, eval_every=2, checkpoint_every=2, log_every=1)
+  if method != "matrix_ssl":  # the objective path is under test: a 2-block ViT compiles
+    config.model.name = "vit_micro"  # in a fraction of a ResNet's time
+    config.model.patch_size = 4
+  results = train.train_and_evaluate(config, str(tmp_path))
+  assert results["steps"] == 2
+  assert (tmp_path / "checkpoints" / "2").is_dir()
+  assert list(tmp_path.glob("events.out.tfevents*"))
+  records = writers.read_jsonl(str(tmp_path / "metrics.jsonl"))
+  losses = [r["loss"] for r in records if "loss" in r]
+  assert len(losses) == 2 and all(np.isfinite(losses))
+  assert 0.0 <= results["eval/knn_accuracy"] <= 1.0
+  assert results["eval/effective_rank_features"] > 1.0
+  for plot in ("loss.png", "effective_rank.png", "spectrum.png"):
+    assert (tmp_path / plot).stat().st_size > 1000
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert saved["objective"] == method
+
+
+def test_end_to_end_on_mock_tfds(tmp_path):
+  config = load_config("simclr_r18_cifar", "cifar10,runlocal")
+  config.data.dataset = "cifar10"
+  config.data.download = True  # mocked: nothing is fetched
+  config.data.eval_split = "test"
+  config.data.knn_split = "train"
+  config.data.image_size = 16
+  config.batch_size = 16
+  config.eval.batch_size = 16
+  config.total_steps = 2
+  with tfds.testing.mock_data(num_examples=32):
+    results = train.train_and_evaluate(config, str(tmp_path))
+  assert results["steps"] == 2 and (tmp_path / "checkpoints" / "2").is_dir()
+
+
+def test_quickstart_config_smoke(tfds_dir, tmp_path, capsys):
+  config = small(load_config("quickstart", "steps=2"), tfds_dir, eval_every=2,
+                 checkpoint_every=2, log_every=1)
+  config.eval.probe_epochs = 2
+  results = train.train_and_evaluate(config, str(tmp_path))
+  for key in ("pretrained/linear_probe", "pretrained/knn", "random_init/linear_probe",
+              "random_init/knn"):
+    assert 0.0 <= results[key] <= 1.0
+  assert "random init" in capsys.readouterr().out
+  assert json.loads((tmp_path / "results.json").read_text())["steps"] == 2
+
+
+# ------------------------------------------------------------ resume -------------------
+def test_resume_in_a_new_process_matches_straight_run(tfds_dir, tmp_path):
+  """N steps straight == k steps, then a new process resuming from the workdir to N."""
+  overrides = ["--config.data.data_dir=" + tfds_dir, "--config.data.image_size=16",
+               "--config.batch_size=32", "--config.total_steps=4",
+               "--config.checkpoint_every=2", "--config.eval_every=4",
+               "--config.data.eval_split=test[:64]", "--config.data.knn_split=train[:64]",
+               "--config.eval.batch_size=64", *FAST_MODEL]
+  config = "--config=configs/matrix_ssl_r18_cifar.py:runlocal"
+  straight = tmp_path / "straight"
+  first = run_main([config, f"--workdir={straight}", *overrides])
+  assert first.returncode == 0, first.stderr[-3000:]
+  resumed = tmp_path / "resumed"
+  part = run_main([config, f"--workdir={resumed}", *overrides, "--config.stop_after=2"])
+  assert part.returncode == 0, part.stderr[-3000:]
+  assert ckpt_lib.Checkpointer(str(resumed / "checkpoints")).all_steps() == [2]
+  rest = run_main([config, f"--workdir={resumed}", *overrides])
+  assert rest.returncode == 0, rest.stderr[-3000:]
+  assert "resumed from step 2" in rest.stderr
+  want, want_step = params_of(straight)
+  got, got_step = params_of(resumed)
+  assert want_step == got_step == 4
+  assert_trees_close(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_sigkill_mid_run_resumes_from_last_checkpoint(tfds_dir, tmp_path):
+  workdir = tmp_path / "run"
+  args = ["--config=configs/byol_r18_cifar.py:runlocal", f"--workdir={workdir}",
+          "--config.data.data_dir=" + tfds_dir, "--config.data.image_size=16",
+          "--config.batch_size=32", "--config.total_steps=400", "--config.checkpoint_every=2",
+          "--config.eval_every=1000", "--config.log_every=1000",
+          "--config.data.eval_split=test[:64]", "--config.data.knn_split=train[:64]",
+          "--config.eval.batch_size=64", *FAST_MODEL]
+  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  proc = subprocess.Popen([sys.executable, "-m", "mssl.main", *args], cwd=ROOT, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  checkpoints = workdir / "checkpoints"
+  deadline = time.time() + 240
+  try:
+    while time.time() < deadline:
+      done = [p for p in checkpoints.glob("*") if p.name.isdigit()] if checkpoints.exists() \
+          else []
+      if len(done) >= 2:
+        break
+      time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+  finally:
+    proc.wait(timeout=30)
+  assert proc.returncode == -signal.SIGKILL
+  steps = ckpt_lib.Checkpointer(str(checkpoints)).all_steps()
+  assert steps, "no checkpoint was written before the kill"
+  last = steps[-1]
+  resumed = run_main([a for a in args if "total_steps" not in a]
+                     + [f"--config.total_steps={last + 2}"])
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert f"resumed from step {last}" in resumed.stderr
+  assert ckpt_lib.Checkpointer(str(checkpoints)).latest_step() == last + 2
+
+
+def test_truncated_latest_checkpoint_is_skipped(tfds_dir, tmp_path, caplog):
+  config = small(load_config("simclr_r18_cifar", "runlocal"), tfds_dir, total_steps=4,
+                 checkpoint_every=2, eval_every=4, **{"model.name": "vit_micro",
+                                                      "model.patch_size": 4})
+  train.train_and_evaluate(config, str(tmp_path))
+  latest = tmp_path / "checkpoints" / "4" / "state"
+  for path in latest.rglob("*"):
+    if path.is_file() and path.stat().st_size > 0:
+      with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+  # The trainer falls back to step 2 and trains on to 4 again.
+  config.total_steps = 4
+  results = train.train_and_evaluate(config, str(tmp_path))
+  assert results["steps"] == 4
+  assert any("could not be read" in r.getMessage() and "step 4" in r.getMessage()
+             for r in caplog.records)
+  assert len(list((tmp_path / "checkpoints_unreadable").iterdir())) == 1
+  assert ckpt_lib.Checkpointer(str(tmp_path / "checkpoints")).all_steps() == [2, 4]
+
+
+# ------------------------------------------------------------ NaN stop -----------------
+def test_stops_at_first_non_finite_loss_and_keeps_last_checkpoint(tfds_dir, tmp_path):
+  config = small(load_config("vicreg_r18_cifar", "runlocal"), tfds_dir, total_steps=6,
+                 checkpoint_every=1, eval_every=100, log_every=100,
+                 **{"model.name": "vit_micro", "model.patch_size": 4})
+  config.optimizer.base_lr = 1e30  # the first update blows the weights up
+  with pytest.raises(train.NonFiniteLossError) as info:
+    train.train_and_evaluate(config, str(tmp_path))
+  message = str(info.value)
+  assert "non-finite loss at step 2" in message and "'vicreg'" in message
+  assert "loss/invariance=" in message and "step 1" in message
+  checkpointer = ckpt_lib.Checkpointer(str(tmp_path / "checkpoints"))
+  assert checkpointer.all_steps() == [1]
+  params, step = params_of(tmp_path)
+  assert step == 1 and all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(params))
+
+
+# ------------------------------------------------------------ sharding -----------------
+def test_sharded_step_equals_unsharded(tfds_dir, data_mesh):
+  config = small(load_config("matrix_ssl_r18_cifar", "runlocal"), tfds_dir)
+  network = train.build_network(config, 10)
+  tx, schedule = train.make_optimizer(config, 10, 10)
+  state = train.create_state(train.init_variables(network, 16, 0), tx, 0)
+  step_fn = train.make_train_step(config, network, tx, schedule, 10, 10)
+  rng = np.random.default_rng(0)
+  batch = {"views": tuple(rng.uniform(size=(32, 16, 16, 3)).astype(np.float32)
+                          for _ in range(2)),
+           "label": rng.integers(0, 10, 32)}
+  single = sharding.make_mesh(jax.devices()[:1])
+  outs = []
+  for mesh in (single, data_mesh):
+    step = jax.jit(step_fn, in_shardings=(sharding.replicated(mesh),
+                                          sharding.batch_sharded(mesh)),
+                   out_shardings=(sharding.replicated(mesh), sharding.replicated(mesh)))
+    new_state, metrics = step(sharding.replicate(mesh, state),
+                              sharding.global_batch(mesh, batch))
+    outs.append(jax.device_get((new_state["params"], new_state["batch_stats"], metrics)))
+  assert_trees_close(outs[1], outs[0], rtol=2e-4, atol=2e-5)
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_train_together_like_one(tmp_path):
+  """Two jax.distributed processes (gloo) and one process, same global batch: same step."""
+  script = ROOT / "tests" / "multiprocess_step.py"
+  port = _free_port()
+  env = dict(os.environ, PYTHONPATH=str(ROOT),
+             XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  procs = [subprocess.Popen([sys.executable, str(script), str(i), "2", str(port),
+                             str(tmp_path / f"proc{i}.npz")], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           for i in range(2)]
+  logs = [p.communicate(timeout=300)[0] for p in procs]
+  assert all(p.returncode == 0 for p in procs), "\n".join(l[-2000:] for l in logs)
+  env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+  single = subprocess.run([sys.executable, str(script), "0", "1", "0",
+                           str(tmp_path / "single.npz")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+  assert single.returncode == 0, single.stdout[-2000:] + single.stderr[-2000:]
+  multi = np.load(tmp_path / "proc0.npz")
+  ref = np.load(tmp_path / "single.npz")
+  assert multi.files == ref.files
+  # Gloo sums in another order than one process does; float32 rounding is amplified by
+  # gradients that cancel (BN biases), so each tensor's *update* over the two steps is
+  # compared relative to its size. A real difference (local instead of global batch
+  # statistics, wrong rows) changes updates by O(1).
+  for key in ref.files:
+    if key.startswith("initial") or "batch_stats" in key:
+      continue
+    if key.startswith("['metrics']"):
+      np.testing.assert_allclose(multi[key], ref[key], rtol=1e-4, atol=1e-6, err_msg=key)
+      continue
+    start = ref["initial" + key]
+    want, got = ref[key] - start, multi[key] - start
+    assert np.linalg.norm(got - want) <= 1e-2 * np.linalg.norm(want) + 1e-7, key
+  for key in [k for k in ref.files if k.startswith("['batch_stats']")]:
+    np.testing.assert_allclose(multi[key], ref[key], rtol=1e-3, atol=1e-6, err_msg=key)
+  other = np.load(tmp_path / "proc1.npz")
+  for key in ref.files:  # both processes hold the same replicated state
+    np.testing.assert_array_equal(other[key], multi[key])
+
+
+# ------------------------------------------------------------ validation ---------------
+def test_config_validation_errors(tfds_dir, tmp_path):
+  def problems(**overrides):
+    config = small(load_config("matrix_ssl_r18_cifar", "runlocal"), tfds_dir, **overrides)
+    with pytest.raises(validation.ConfigError) as info:
+      validation.validate(config, device_count=8, process_count=1)
+    return str(info.value)
+  assert "config.objective='simclr2' is not a registered objective; allowed:" in \
+      problems(objective="simclr2")
+  message = problems(batch_size=36)
+  assert "config.batch_size=36" in message and "number of devices (8)" in message
+  message = problems(objective="frossl", teacher="none", **{"data.num_views": 1})
+  assert "config.data.num_views=1" in message and "at least 2" in message
+  assert "config.data.data_dir='/nonexistent/dir' does not exist" in \
+      problems(**{"data.data_dir": "/nonexistent/dir"})
+  assert "config.model.name='resnet34'" in problems(**{"model.name": "resnet34"})
+  assert "gradient accumulation is not supported" in problems(grad_accum_steps=4)
+  assert "needs an EMA teacher" in problems(teacher="none")
+  message = problems(**{"data.dataset": "cifar10", "data.data_dir": str(tmp_path)})
+  assert "'cifar10' is not prepared" in message and "tfds build cifar10" in message
+  # Several problems are reported together, before anything is built.
+  message = problems(objective="simclr2", batch_size=36)
+  assert "objective" in message and "batch_size" in message
+  with pytest.raises(validation.ConfigError):
+    train.train_and_evaluate(small(load_config("mec_r18_cifar", "runlocal"), tfds_dir,
+                                   **{"optimizer.name": "rmsprop"}), str(tmp_path / "x"))
+  assert not (tmp_path / "x").exists()  # nothing was written
+
+
+def test_bad_config_fails_before_training_from_the_command_line(tmp_path):
+  out = run_main(["--config=configs/simclr_r18_cifar.py:runlocal", f"--workdir={tmp_path}/w",
+                  "--config.objective=nope"])
+  assert out.returncode != 0
+  assert "config.objective='nope' is not a registered objective" in out.stderr
+  assert not (tmp_path / "w").exists()
+
+
+# ------------------------------------------------------------ export & linear eval -----
+def test_export_and_offline_linear_eval(tfds_dir, tmp_path):
+  pre = tmp_path / "pre"
+  config = small(load_config("barlow_twins_r18_cifar", "runlocal"), tfds_dir,
+                 total_steps=2, checkpoint_every=2, eval_every=2,
+                 **{"model.name": "vit_micro", "model.patch_size": 4})
+  train.train_and_evaluate(config, str(pre))
+  embed = export.load_encoder(str(pre))
+  images = np.random.default_rng(0).uniform(size=(5, 16, 16, 3)).astype(np.float32)
+  features = embed(images)
+  assert features.shape == (5, 64) and np.all(np.isfinite(features))
+  np.testing.assert_allclose(embed(images[:2]), features[:2], rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match=r"images must have shape \(N, H, W, 3\)"):
+    embed(images[0])
+  eval_config = load_config("linear_eval")
+  eval_config.pretrained_workdir = str(pre)
+  eval_config.eval.probe_epochs = 3
+  eval_config.eval.batch_size = 64
+  results = train.train_and_evaluate(eval_config, str(tmp_path / "eval"))
+  assert 0.0 <= results["linear_probe"] <= 1.0 and results["checkpoint_step"] == 2
+  assert json.loads((tmp_path / "eval" / "results.json").read_text())["knn"] == \
+      pytest.approx(results["knn"])
