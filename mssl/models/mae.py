@@ -20,9 +20,8 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from mssl.models.vit import LN_EPSILON, Transformer, ViT, VIT_SIZES, sincos_2d
+from mssl.models.vit import Transformer, ViT, VIT_SIZES, sincos_with_cls
 
 
 def patchify(images: jax.Array, patch_size: int) -> jax.Array:
@@ -108,10 +107,8 @@ class MAE(nn.Module):
     self.decoder_embed = nn.Dense(self.decoder_width, dtype=self.dtype, name="decoder_embed")
     self.mask_token = self.param("mask_token", nn.initializers.normal(0.02),
                                  (1, 1, self.decoder_width))
-    grid = self.image_size // self.patch_size
-    table = np.concatenate([np.zeros((1, self.decoder_width), np.float32),
-                            sincos_2d(grid, self.decoder_width)])
-    self.decoder_pos = jnp.asarray(table)[None]
+    self.decoder_pos = jnp.asarray(sincos_with_cls(self.image_size // self.patch_size,
+                                                   self.decoder_width))
     self.decoder = Transformer(self.decoder_depth, self.decoder_heads,
                                self.decoder_width * self.decoder_mlp_ratio,
                                dtype=self.dtype, remat=self.remat, name="decoder")

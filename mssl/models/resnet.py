@@ -30,6 +30,27 @@ BN_MOMENTUM = 0.9  # PyTorch's momentum 0.1
 BN_EPSILON = 1e-5
 
 
+def _layers(train: bool, dtype):
+  """Convolution (no bias) and BatchNorm constructors shared by the blocks."""
+  conv = functools.partial(nn.Conv, use_bias=False, dtype=dtype)
+  norm = functools.partial(nn.BatchNorm, use_running_average=not train,
+                           momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=dtype)
+  return conv, norm
+
+
+def _residual_sum(x, y, filters, strides, conv, norm):
+  """``relu(y + shortcut(x))``; a strided 1x1 projection when the shapes differ."""
+  residual = x
+  if residual.shape != y.shape:
+    residual = conv(filters, (1, 1), (strides, strides), name="proj")(x)
+    residual = norm(name="proj_bn")(residual)
+  return nn.relu(y + residual)
+
+
+def _last_bn_init(zero_init_residual: bool):
+  return nn.initializers.zeros if zero_init_residual else nn.initializers.ones
+
+
 class BasicBlock(nn.Module):
   """Two 3x3 convolutions (ResNet-18/34)."""
   filters: int
@@ -40,19 +61,12 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
-                             momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=self.dtype)
-    residual = x
+    conv, norm = _layers(train, self.dtype)
     y = conv(self.filters, (3, 3), (self.strides, self.strides), padding=1)(x)
     y = nn.relu(norm()(y))
     y = conv(self.filters, (3, 3), padding=1)(y)
-    y = norm(scale_init=nn.initializers.zeros if self.zero_init_residual
-             else nn.initializers.ones)(y)
-    if residual.shape != y.shape:
-      residual = conv(self.filters, (1, 1), (self.strides, self.strides), name="proj")(x)
-      residual = norm(name="proj_bn")(residual)
-    return nn.relu(y + residual)
+    y = norm(scale_init=_last_bn_init(self.zero_init_residual))(y)
+    return _residual_sum(x, y, self.filters, self.strides, conv, norm)
 
 
 class Bottleneck(nn.Module):
@@ -65,21 +79,13 @@ class Bottleneck(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
-                             momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=self.dtype)
-    residual = x
+    conv, norm = _layers(train, self.dtype)
     y = nn.relu(norm()(conv(self.filters, (1, 1))(x)))
     y = conv(self.filters, (3, 3), (self.strides, self.strides), padding=1)(y)
     y = nn.relu(norm()(y))
     y = conv(self.filters * 4, (1, 1))(y)
-    y = norm(scale_init=nn.initializers.zeros if self.zero_init_residual
-             else nn.initializers.ones)(y)
-    if residual.shape != y.shape:
-      residual = conv(self.filters * 4, (1, 1), (self.strides, self.strides),
-                      name="proj")(x)
-      residual = norm(name="proj_bn")(residual)
-    return nn.relu(y + residual)
+    y = norm(scale_init=_last_bn_init(self.zero_init_residual))(y)
+    return _residual_sum(x, y, self.filters * 4, self.strides, conv, norm)
 
 
 class ResNet(nn.Module):
@@ -104,8 +110,7 @@ class ResNet(nn.Module):
     if x.ndim != 4 or x.shape[-1] != 3:
       raise ValueError(f"images must have shape (N, H, W, 3); got {x.shape}.")
     x = x.astype(self.dtype)
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
-                             momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=self.dtype)
+    _, norm = _layers(train, self.dtype)
     if self.stem == "imagenet":
       x = nn.Conv(self.width, (7, 7), (2, 2), padding=3, use_bias=False, dtype=self.dtype,
                   name="stem_conv")(x)

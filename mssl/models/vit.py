@@ -44,6 +44,12 @@ def sincos_2d(grid: int, width: int) -> np.ndarray:
   return np.concatenate(parts, axis=1).astype(np.float32)
 
 
+def sincos_with_cls(grid: int, width: int) -> np.ndarray:
+  """``(1, 1 + grid^2, width)``: a zero row for the CLS token, then the sin-cos table."""
+  table = np.concatenate([np.zeros((1, width), np.float32), sincos_2d(grid, width)])
+  return table[None]
+
+
 class MlpBlock(nn.Module):
   mlp_dim: int
   dtype: Any = jnp.float32
@@ -139,9 +145,7 @@ class ViT(nn.Module):
       self.pos = self.param("pos_embedding", nn.initializers.normal(0.02),
                             (1, num_patches + 1, self.width))
     else:  # fixed; the CLS position is zero, as in MAE
-      table = np.concatenate([np.zeros((1, self.width), np.float32),
-                              sincos_2d(self.grid, self.width)])
-      self.pos = jnp.asarray(table)[None]
+      self.pos = jnp.asarray(sincos_with_cls(self.grid, self.width))
     self.encoder = Transformer(self.depth, self.num_heads, self.mlp_dim, self.drop_path,
                                self.dtype, self.remat, name="encoder")
     if self.num_classes:
