@@ -4,7 +4,6 @@ import pathlib
 import runpy
 import sys
 
-import pytest
 
 COLABS = pathlib.Path(__file__).resolve().parents[1] / "colabs"
 

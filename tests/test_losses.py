@@ -5,7 +5,6 @@ matrices (no dual form, no traces of powers), so it checks the objectives' algeb
 """
 
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import enable_x64, tolerance
+from conftest import tolerance
 from mssl import losses
 from mssl import matrix as M
 

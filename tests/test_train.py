@@ -5,7 +5,6 @@ import importlib.util
 import json
 import os
 import pathlib
-import shutil
 import signal
 import socket
 import subprocess
@@ -13,7 +12,6 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds

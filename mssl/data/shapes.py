@@ -6,8 +6,8 @@ real tfds path on a fresh machine. It is generated deterministically from a seed
 learning shows*: the class is the object's shape, while everything a raw-pixel linear
 classifier could latch onto varies freely:
 
-* 10 classes: circle, triangle, square, pentagon, hexagon, star, cross, ring, crescent,
-  half-disc;
+* 10 classes: circle, triangle, square, frame (hollow square), bar, star, cross, ring,
+  crescent, half-disc (chosen to stay distinguishable at 16-32 px);
 * foreground colour, background (two-colour gradient in a random direction plus stripes
   of random frequency, angle and phase), object scale, position and rotation, and pixel
   noise are all drawn independently of the class; edges are anti-aliased (2x supersampled).
@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow_datasets as tfds
 
-CLASSES = ("circle", "triangle", "square", "pentagon", "hexagon", "star", "cross", "ring",
+CLASSES = ("circle", "triangle", "square", "frame", "bar", "star", "cross", "ring",
            "crescent", "half_disc")
 SPLITS = {"train": (20_000, 0), "test": (5_000, 1)}  # size, seed offset
 DEFAULT_SEED = 20261122
@@ -45,10 +45,10 @@ def _inside(label: int, u, v):
     return _polygon(rho, phi, 3)
   if name == "square":
     return _polygon(rho, phi, 4)
-  if name == "pentagon":
-    return _polygon(rho, phi, 5)
-  if name == "hexagon":
-    return _polygon(rho, phi, 6)
+  if name == "frame":  # a hollow square
+    return _polygon(rho, phi, 4) & ~_polygon(rho / 0.55, phi, 4)
+  if name == "bar":  # a 3:1 rectangle
+    return (np.abs(u) <= 0.95) & (np.abs(v) <= 0.32)
   if name == "star":
     t = np.mod(phi * 5 / (2 * np.pi), 1.0)
     return rho <= 0.38 + 0.62 * np.abs(2 * t - 1) ** 1.5
@@ -82,7 +82,7 @@ def generate(num: int, *, size: int = 32, seed: int = DEFAULT_SEED, chunk: int =
   for start in range(0, num, chunk):
     stop = min(num, start + chunk)
     n = stop - start
-    scale = rng.uniform(0.22, 0.42, n) * size                   # object radius (pixels)
+    scale = rng.uniform(0.3, 0.46, n) * size                    # object radius (pixels)
     cx = rng.uniform(scale, size - scale)
     cy = rng.uniform(scale, size - scale)
     theta = rng.uniform(0, 2 * np.pi, n)
@@ -91,8 +91,8 @@ def generate(num: int, *, size: int = 32, seed: int = DEFAULT_SEED, chunk: int =
     stripe_freq = rng.uniform(0.1, 0.6, n)
     stripe_angle = rng.uniform(0, np.pi, n)
     stripe_phase = rng.uniform(0, 2 * np.pi, n)
-    stripe_amp = rng.uniform(0.0, 0.15, n)
-    noise_std = rng.uniform(0.0, 0.06, n)
+    stripe_amp = rng.uniform(0.0, 0.1, n)
+    noise_std = rng.uniform(0.0, 0.04, n)
     # Foreground: a random colour at least 0.35 away (L-inf) from the background mean.
     fg = rng.uniform(0, 1, (n, 3))
     bg_mean = 0.5 * (bg_a + bg_b)
@@ -127,8 +127,10 @@ def generate(num: int, *, size: int = 32, seed: int = DEFAULT_SEED, chunk: int =
 class MsslShapes(tfds.core.GeneratorBasedBuilder):
   """Procedurally generated shapes (see the module docstring); no download."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "10 shape classes; 20k train / 5k test."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "10 shape classes; 20k train / 5k test.",
+                   "1.1.0": "frame and bar replace pentagon and hexagon; larger objects, "
+                            "milder texture and noise (learnable on a CPU budget)."}
   BUILDER_CONFIGS = [
       tfds.core.BuilderConfig(name="32", description="32 x 32 RGB"),
       tfds.core.BuilderConfig(name="64", description="64 x 64 RGB"),
