@@ -7,14 +7,11 @@
 * :func:`linear_probe`: a linear classifier on frozen, standardised features trained with
   its own schedule (SGD with momentum, cosine learning rate, mini-batches), the offline
   linear evaluation; its accuracy on the test features is returned.
-* :func:`extract_features`: runs a feature function over an eval pipeline's padded
-  batches and keeps the valid rows.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Callable, Iterable
 
 import jax
 import jax.numpy as jnp
@@ -22,18 +19,6 @@ import numpy as np
 import optax
 
 from mssl import matrix
-
-
-def extract_features(feature_fn: Callable, batches: Iterable[dict]) -> tuple[np.ndarray,
-                                                                          np.ndarray]:
-  """``(features, labels)`` of the valid (``mask == 1``) rows of every batch."""
-  feats, labels = [], []
-  for batch in batches:
-    out = np.asarray(feature_fn(batch), np.float32)
-    valid = np.asarray(batch["mask"]) > 0
-    feats.append(out[valid])
-    labels.append(np.asarray(batch["label"])[valid])
-  return np.concatenate(feats), np.concatenate(labels).astype(np.int64)
 
 
 @functools.partial(jax.jit, static_argnames=("k", "num_classes"))

@@ -460,9 +460,7 @@ def trace_taylor_logm(a: Array, order: int = 4) -> Array:
   check_square(a, "a")
   check_order(order)
   x = a - _eye_like(a)
-  coeffs = jnp.asarray([0.0] + [(-1.0) ** (k + 1) / k for k in range(1, order + 1)],
-                       a.dtype)
-  return jnp.sum(coeffs * power_traces(x, order))
+  return taylor_trace_from_power_traces(power_traces(x, order), order)
 
 
 def logm(a: Array, *, method: str = "eigh", order: int = 4,

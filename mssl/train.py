@@ -243,10 +243,13 @@ class Evaluator:
     feats, projs, logits, labels = [], [], [], []
     for batch in make_ds().as_numpy_iterator():
       images = sharding.global_batch(self.mesh, batch["image"])
-      out = sharding.to_host(self._apply(variables, images))
-      mask = np.asarray(sharding.to_host(sharding.global_batch(self.mesh, batch["mask"])))
-      valid = mask > 0
-      lab = np.asarray(sharding.to_host(sharding.global_batch(self.mesh, batch["label"])))
+      host = sharding.to_host({  # one gather per batch for outputs, mask and labels
+          "out": self._apply(variables, images),
+          "meta": sharding.global_batch(self.mesh, {"mask": batch["mask"],
+                                                    "label": batch["label"]})})
+      out = host["out"]
+      valid = np.asarray(host["meta"]["mask"]) > 0
+      lab = np.asarray(host["meta"]["label"])
       feats.append(np.asarray(out["features"], np.float32)[valid])
       projs.append(np.asarray(out["projection"], np.float32)[valid])
       logits.append(np.asarray(out["logits"])[valid])

@@ -106,9 +106,7 @@ def mec_trace(p, z, *, lam_inv: float, order: int = 4, side: str = "auto") -> ja
   traces = matrix.product_power_traces(matrix.row_normalize(p) * scale,
                                        matrix.row_normalize(z) * scale, order=order,
                                        side=side)
-  coeffs = jnp.asarray([0.0] + [(-1.0) ** (k + 1) / k for k in range(1, order + 1)],
-                       traces.dtype)
-  return jnp.sum(coeffs * traces)
+  return matrix.taylor_trace_from_power_traces(traces, order)
 
 
 @register("mec", inputs="two_branch", uses_teacher=True)
