@@ -74,7 +74,10 @@ def get_config():
   c.keep_checkpoints = 3
   c.eval = ml_collections.ConfigDict(dict(
       batch_size=512, knn_k=20, knn_temperature=0.07,
-      probe_epochs=30, probe_lr=0.1, final=True, compare_random_init=False))
+      probe_epochs=30, probe_lr=0.1, final=True, compare_random_init=False,
+      # the offline probe: "standardize" + "sgd" (solo-learn) or MAE's "batchnorm" + "lars"
+      probe_normalization="standardize", probe_optimizer="sgd", probe_warmup_epochs=0.0,
+      num_previews=8))
   c.distributed = ml_collections.ConfigDict(dict(
       initialize=False, coordinator_address=ml_collections.FieldReference(None, str),
       num_processes=ml_collections.FieldReference(None, int),
@@ -197,4 +200,79 @@ def method_config(method, arg):
     c.data.num_views = int(words.get("views", 2))
   if "runlocal" in words:
     runlocal(c)
+  return c
+
+
+# ------------------------------------------------------------------ masked image -------
+# name -> (mask ratio, regulariser keyword arguments) of the masked-image objectives.
+MASKED_IMAGE_LOSS = {"mmae": dict(lam=0.01, mu=3.0, center=False), "umae": dict(lam=0.01),
+                     "mae": dict(lam=0.0)}
+
+
+def masked_image_config(objective, size, arg):
+  """M-MAE / U-MAE / MAE on ImageNet with a ViT of ``size`` (METHODS.md recipe):
+  AdamW (0.9, 0.95), wd 0.05 (none on biases and norms), lr 1.5e-4 x B/256, B = 1024,
+  40 warm-up epochs of 200, random-resized crop 0.2-1 + flip, mask ratio 0.75, decoder
+  512 x 8. ``arg``: ``epochs=N``, ``runlocal``."""
+  words = parse_arg(arg)
+  c = get_config()
+  c.objective = objective
+  c.loss = ml_collections.ConfigDict(MASKED_IMAGE_LOSS[objective])
+  c.projector = None
+  c.predictor = None
+  c.teacher = "none"
+  c.mae = ml_collections.ConfigDict(dict(mask_ratio=0.75, decoder_width=512,
+                                         decoder_depth=8, decoder_heads=16,
+                                         norm_pix_loss=True))
+  c.data.dataset = "imagenet2012"
+  c.data.image_size = 224
+  c.data.eval_split = "validation"
+  c.data.knn_split = "train[:10%]"
+  c.data.eval_crop_fraction = 0.875
+  c.data.preset = "mae"
+  c.data.num_views = 1
+  c.data.shuffle_buffer = 50_000
+  c.data.cache = "never"
+  c.model.name = f"vit_{size}"
+  c.model.patch_size = 16
+  c.model.dtype = "bfloat16"
+  c.batch_size = 1024
+  c.num_epochs = float(words.get("epochs", 200))
+  c.optimizer.update(dict(name="adamw", base_lr=1.5e-4, b1=0.9, b2=0.95,
+                          weight_decay=0.05, warmup_epochs=40.0))
+  c.log_every = 100
+  c.eval_every = 5000
+  c.checkpoint_every = 2000
+  c.eval.batch_size = 1024
+  # MAE's linear probe: BatchNorm head without affine parameters, LARS, 90 epochs,
+  # lr 0.1 x B/256 with 10 warm-up epochs (configs/linear_eval.py runs it offline).
+  c.eval.update(dict(probe_normalization="batchnorm", probe_optimizer="lars",
+                     probe_epochs=90, probe_lr=0.1, probe_warmup_epochs=10.0))
+  if "runlocal" in words:
+    runlocal_masked_image(c)
+  return c
+
+
+def runlocal_masked_image(c):
+  """Shrinks a masked-image config to a micro ViT on the embedded dataset (CPU, minutes)."""
+  c.data.dataset = "mssl_shapes/32"
+  c.data.image_size = 32
+  c.data.eval_crop_fraction = 1.0
+  c.data.shuffle_buffer = 2_000
+  c.data.cache = "auto"
+  c.model.name = "vit_micro"
+  c.model.patch_size = 4
+  c.model.dtype = "float32"
+  c.mae.update(dict(decoder_width=64, decoder_depth=1, decoder_heads=2))
+  c.batch_size = 64
+  c.total_steps = 6
+  c.optimizer.update(dict(base_lr=1.5e-3, warmup_epochs=0.0))
+  c.log_every = 2
+  c.eval_every = 3
+  c.checkpoint_every = 3
+  c.eval.batch_size = 256
+  c.data.eval_split = "test[:512]"
+  c.data.knn_split = "train[:512]"
+  c.eval.update(dict(probe_epochs=2, probe_warmup_epochs=0.0, final=False,
+                     num_previews=4))
   return c

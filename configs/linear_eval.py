@@ -23,4 +23,8 @@ def get_config(arg=None):
       c.data[key] = ml_collections.FieldReference(None, field_type=type(c.data[key]))
   c.data.data_dir = None
   c.eval.probe_epochs = 50
+  # None: the pretraining run's protocol (MAE runs: BatchNorm head + LARS).
+  for key in ("probe_normalization", "probe_optimizer"):
+    c.eval[key] = ml_collections.FieldReference(None, field_type=str)
+  c.eval.probe_warmup_epochs = ml_collections.FieldReference(None, field_type=float)
   return c

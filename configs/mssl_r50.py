@@ -25,7 +25,7 @@ def imagenet_r50(c, words):
   c.data.eval_crop_fraction = 0.875
   c.data.preset = "mocov3"
   c.data.shuffle_buffer = 50_000
-  c.data.cache = False
+  c.data.cache = "never"
   c.model.name = "resnet50"
   c.model.stem = "imagenet"
   c.model.zero_init_residual = True

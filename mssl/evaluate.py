@@ -4,9 +4,10 @@
   "Unsupervised Feature Learning via Non-Parametric Instance Discrimination", 2018; the
   protocol of solo-learn and DINO): the ``k`` nearest training features vote for their
   label with weight ``exp(sim / T)``; k = 20, T = 0.07.
-* :func:`linear_probe`: a linear classifier on frozen, standardised features trained with
-  its own schedule (SGD with momentum, cosine learning rate, mini-batches), the offline
-  linear evaluation; its accuracy on the test features is returned.
+* :func:`linear_probe`: a linear classifier on frozen features trained with its own
+  schedule (warm-up + cosine, mini-batches), the offline linear evaluation: standardised
+  features and SGD (solo-learn), or MAE's BatchNorm head (no affine) with LARS; its
+  accuracy on the test features is returned.
 """
 
 from __future__ import annotations
@@ -49,40 +50,81 @@ def knn_accuracy(train_feats, train_labels, test_feats, test_labels, *, num_clas
   return float(np.mean(preds == np.asarray(test_labels)))
 
 
+PROBE_NORMALIZATIONS = ("standardize", "batchnorm")
+PROBE_OPTIMIZERS = ("sgd", "lars")
+
+
 def linear_probe(train_feats, train_labels, test_feats, test_labels, *, num_classes: int,
                  epochs: int = 30, batch_size: int = 256, lr: float = 0.1,
-                 weight_decay: float = 0.0, seed: int = 0) -> float:
-  """Accuracy of a linear classifier trained on frozen, standardised features."""
-  mean = train_feats.mean(0, keepdims=True)
-  std = train_feats.std(0, keepdims=True) + 1e-6
-  x_train = jnp.asarray((train_feats - mean) / std, jnp.float32)
-  x_test = jnp.asarray((test_feats - mean) / std, jnp.float32)
+                 weight_decay: float = 0.0, seed: int = 0,
+                 normalization: str = "standardize", optimizer: str = "sgd",
+                 warmup_epochs: float = 0.0, bn_momentum: float = 0.9,
+                 bn_epsilon: float = 1e-6) -> float:
+  """Accuracy of a linear classifier trained on frozen features.
+
+  ``normalization="standardize"``: features standardised with the training set's mean and
+  standard deviation. ``"batchnorm"``: MAE's probe head, a BatchNorm without affine
+  parameters before the linear layer (batch statistics while training, running averages
+  with ``bn_momentum`` at test time). ``optimizer``: SGD with momentum 0.9, or LARS
+  (MAE's linear-probe optimiser); linear warm-up for ``warmup_epochs``, then cosine.
+  """
+  if normalization not in PROBE_NORMALIZATIONS:
+    raise ValueError(f"normalization must be one of {PROBE_NORMALIZATIONS}; got "
+                     f"{normalization!r}.")
+  if optimizer not in PROBE_OPTIMIZERS:
+    raise ValueError(f"optimizer must be one of {PROBE_OPTIMIZERS}; got {optimizer!r}.")
+  train_feats = np.asarray(train_feats, np.float32)
+  test_feats = np.asarray(test_feats, np.float32)
+  if normalization == "standardize":
+    mean = train_feats.mean(0, keepdims=True)
+    std = train_feats.std(0, keepdims=True) + 1e-6
+    train_feats, test_feats = (train_feats - mean) / std, (test_feats - mean) / std
+  x_train = jnp.asarray(train_feats)
+  x_test = jnp.asarray(test_feats)
   y_train = jnp.asarray(train_labels)
   n, dim = x_train.shape
+  batch_size = min(batch_size, n)
   steps_per_epoch = max(1, n // batch_size)
   total = epochs * steps_per_epoch
-  opt = optax.chain(optax.add_decayed_weights(weight_decay),
-                    optax.sgd(optax.cosine_decay_schedule(lr, total), momentum=0.9))
+  schedule = optax.warmup_cosine_decay_schedule(
+      0.0, lr, int(warmup_epochs * steps_per_epoch), max(total, 1))
+  if optimizer == "lars":
+    opt = optax.lars(schedule, weight_decay=weight_decay, momentum=0.9,
+                     weight_decay_mask=lambda p: {"w": True, "b": False},
+                     trust_ratio_mask=lambda p: {"w": True, "b": False})
+  else:
+    opt = optax.chain(optax.add_decayed_weights(weight_decay),
+                      optax.sgd(schedule, momentum=0.9))
   params = {"w": jnp.zeros((dim, num_classes)), "b": jnp.zeros(num_classes)}
-  state = opt.init(params)
+  stats = {"mean": jnp.zeros(dim), "var": jnp.ones(dim)}
+  use_bn = normalization == "batchnorm"
+
+  def normalize(x, mean, var):
+    return (x - mean) * jax.lax.rsqrt(var + bn_epsilon) if use_bn else x
 
   def loss_fn(p, x, y):
-    return optax.softmax_cross_entropy_with_integer_labels(x @ p["w"] + p["b"], y).mean()
+    mean, var = (x.mean(0), x.var(0)) if use_bn else (0.0, 1.0)
+    logits = normalize(x, mean, var) @ p["w"] + p["b"]
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), (mean, var)
 
   @jax.jit
   def epoch(carry, perm):
     def step(carry, idx):
-      p, s = carry
-      g = jax.grad(loss_fn)(p, x_train[idx], y_train[idx])
+      p, s, st = carry
+      g, (mean, var) = jax.grad(loss_fn, has_aux=True)(p, x_train[idx], y_train[idx])
       u, s = opt.update(g, s, p)
-      return (optax.apply_updates(p, u), s), None
+      if use_bn:
+        unbiased = var * idx.shape[0] / max(idx.shape[0] - 1, 1)
+        st = {"mean": bn_momentum * st["mean"] + (1 - bn_momentum) * mean,
+              "var": bn_momentum * st["var"] + (1 - bn_momentum) * unbiased}
+      return (optax.apply_updates(p, u), s, st), None
     batches = perm[: steps_per_epoch * batch_size].reshape(steps_per_epoch, -1)
     return jax.lax.scan(step, carry, batches)[0]
 
   rng = np.random.default_rng(seed)
-  carry = (params, state)
+  carry = (params, opt.init(params), stats)
   for _ in range(epochs):
     carry = epoch(carry, jnp.asarray(rng.permutation(n)))
-  params = carry[0]
-  preds = jnp.argmax(x_test @ params["w"] + params["b"], axis=-1)
-  return float(jnp.mean(preds == jnp.asarray(test_labels)))
+  params, _, stats = carry
+  logits = normalize(x_test, stats["mean"], stats["var"]) @ params["w"] + params["b"]
+  return float(jnp.mean(jnp.argmax(logits, axis=-1) == jnp.asarray(test_labels)))

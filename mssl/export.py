@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from mssl import checkpoint as ckpt_lib
+from mssl import losses
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -31,19 +32,33 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
+def _abstract_state(config, num_classes: int):
+  """``(network, abstract state)`` of the trainer that wrote a run with ``config``."""
+  if config.objective in losses.MASKED_IMAGE:
+    from mssl import masked_image
+    network = masked_image.build_network(config)
+    params = masked_image.init_params(network, config.data.image_size, config.seed)
+    tx, _ = masked_image.make_optimizer(config, 1, 1)
+    state = masked_image.create_state(params, tx, config.seed)
+  else:
+    from mssl import train  # the network definition lives beside the loop
+    network = train.build_network(config, num_classes)
+    variables = train.init_variables(network, config.data.image_size, config.seed)
+    optimizer, _ = train.make_optimizer(config, 1, 1)
+    state = train.create_state(variables, optimizer, config.seed)
+  return network, ckpt_lib.abstract_like(state)
+
+
 def load_variables(workdir: str, step: Optional[int] = None):
-  """``(config, {"params", "batch_stats"}, num_classes, step)`` of a pretraining run."""
-  from mssl import train  # the network definition lives beside the loop
+  """``(config, network, variables, step)`` of a pretraining run (two-view or masked
+  image); ``variables`` holds ``params`` (and ``batch_stats``) and ``network.embed``
+  maps images to encoder features."""
   config = load_config(workdir)
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
   steps = checkpointer.all_steps()
   if not steps:
     raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints.")
-  num_classes = load_run_info(workdir)["num_classes"]
-  network = train.build_network(config, num_classes)
-  variables = train.init_variables(network, config.data.image_size, config.seed)
-  optimizer, _ = train.make_optimizer(config, 1, 1)
-  abstract = ckpt_lib.abstract_like(train.create_state(variables, optimizer, config.seed))
+  network, abstract = _abstract_state(config, load_run_info(workdir)["num_classes"])
   if step is None:
     found = checkpointer.restore_latest(abstract)
     if found is None:
@@ -52,8 +67,26 @@ def load_variables(workdir: str, step: Optional[int] = None):
   else:
     state, _ = checkpointer.restore(step, abstract)
   checkpointer.close()
-  return config, network, {"params": state["params"],
-                           "batch_stats": state["batch_stats"]}, step
+  variables = {"params": state["params"], "batch_stats": state.get("batch_stats", {})}
+  return config, network, variables, step
+
+
+def load_encoder_params(workdir: str, step: Optional[int] = None):
+  """``(ViT encoder parameters, step)`` of a run whose encoder is a ViT: the MAE's encoder
+  of a masked-image run, or ``params["encoder"]`` of a two-view run."""
+  config, _, variables, step = load_variables(workdir, step)
+  params = variables["params"]
+  return (params["mae"]["encoder"] if config.objective in losses.MASKED_IMAGE
+          else params["encoder"]), step
+
+
+def embed_outputs(network):
+  """``apply(variables, images) -> {"features": ...}`` for the evaluators."""
+  def apply(variables, images):
+    if not variables.get("batch_stats"):
+      variables = {"params": variables["params"]}
+    return {"features": network.apply(variables, images, method=network.embed)}
+  return apply
 
 
 def load_run_info(workdir: str) -> dict:
@@ -66,7 +99,7 @@ def load_encoder(workdir: str, step: Optional[int] = None,
                  batch_size: int = 256) -> Callable[[np.ndarray], np.ndarray]:
   """``embed(images) -> features`` for the encoder saved in ``workdir``."""
   config, network, variables, _ = load_variables(workdir, step)
-  apply = jax.jit(lambda v, x: network.apply(v, x, method=network.embed))
+  apply = jax.jit(lambda v, x: embed_outputs(network)(v, x)["features"])
 
   def embed(images) -> np.ndarray:
     images = np.asarray(images, np.float32)

@@ -28,9 +28,12 @@ def run(config, workdir: str) -> dict:
   for key, value in config.data.items():
     if value is not None and key in eval_config.data:
       eval_config.data[key] = value
-  eval_config.eval.update({k: v for k, v in config.eval.items() if k in eval_config.eval})
+  for key, value in config.eval.items():
+    if value is not None:
+      eval_config.eval[key] = value
   mesh = sharding.make_mesh()
-  evaluator = train.Evaluator(eval_config, network, mesh, num_classes)
+  evaluator = train.Evaluator(eval_config, network, mesh, num_classes,
+                              apply=export.embed_outputs(network))
   results = evaluator.probe(sharding.replicate(mesh, variables))
   results = {"checkpoint_step": int(step), **{k: float(v) for k, v in results.items()}}
   with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:

@@ -7,12 +7,18 @@
 * ``sgd``: SGD with momentum and L2 weight decay added to the gradient (PyTorch's
   ``SGD(weight_decay=...)``, the Matrix-SSL / MEC recipe), biases and norms excluded;
 * ``adamw``: decoupled weight decay, biases and norms excluded (MAE recipe);
-* :func:`ema_momentum`: the teacher's momentum, cosine from ``base`` to 1 over training.
+* :func:`ema_momentum`: the teacher's momentum, cosine from ``base`` to 1 over training;
+* :func:`layer_decay_multipliers` / :func:`scale_by_multipliers`: layer-wise learning-rate
+  decay for ViT fine-tuning (BEiT / MAE): a parameter in layer ``i`` of ``L + 1`` (patch
+  embedding, CLS and position tokens: 0; block ``k``: ``k + 1``; final norm and head:
+  ``L + 1``) learns at ``decay ** (L + 1 - i)`` times the base rate.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -21,12 +27,49 @@ import optax
 OPTIMIZERS = ("lars", "sgd", "adamw")
 
 
-def decay_mask(params):
+def decay_mask(params, exclude: tuple[str, ...] = ()):
   """True for parameters that get weight decay / LARS adaptation: kernels (ndim > 1).
 
-  Biases, BatchNorm/LayerNorm scales and offsets (all 1-D) are excluded.
+  Biases, BatchNorm/LayerNorm scales and offsets (all 1-D) are excluded, and so is any
+  parameter whose path contains a name in ``exclude`` (e.g. ``("cls",
+  "pos_embedding")``, MAE fine-tuning's no-decay tokens).
   """
-  return jax.tree_util.tree_map(lambda p: p.ndim > 1, params)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, p: p.ndim > 1 and not set(_names(path)) & set(exclude), params)
+
+
+def _names(path) -> list[str]:
+  return [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
+
+
+EMBEDDING_NAMES = ("patch_embed", "cls", "pos_embedding", "mask_token")
+_BLOCK = re.compile(r"^block(\d+)$")
+
+
+def layer_id(path_names, depth: int) -> int:
+  """ViT layer of a parameter path: embeddings 0, ``block{k}`` k + 1, the rest depth + 1."""
+  for name in path_names:
+    if name in EMBEDDING_NAMES:
+      return 0
+    match = _BLOCK.match(name)
+    if match:
+      return int(match.group(1)) + 1
+  return depth + 1
+
+
+def layer_decay_multipliers(params, depth: int, decay: float):
+  """Per-parameter learning-rate multipliers ``decay ** (depth + 1 - layer_id)``."""
+  if not 0.0 < decay <= 1.0:
+    raise ValueError(f"layer decay must be in (0, 1]; got {decay!r}.")
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: decay ** (depth + 1 - layer_id(_names(path), depth)), params)
+
+
+def scale_by_multipliers(multipliers) -> optax.GradientTransformation:
+  """Multiplies each update by its constant; after an optimiser this scales its learning
+  rate (decoupled weight decay included) leaf by leaf."""
+  return optax.stateless(lambda updates, params=None: jax.tree_util.tree_map(
+      lambda u, m: u * jnp.asarray(m, u.dtype), updates, multipliers))
 
 
 def learning_rate_schedule(*, base_lr: float, global_batch: int, total_steps: int,
@@ -42,18 +85,21 @@ def learning_rate_schedule(*, base_lr: float, global_batch: int, total_steps: in
 
 def make_optimizer(name: str, learning_rate, *, weight_decay: float = 0.0,
                    momentum: float = 0.9, trust_coefficient: float = 0.001,
-                   b1: float = 0.9, b2: float = 0.999) -> optax.GradientTransformation:
-  """An optimiser by config name (see the module docstring)."""
+                   b1: float = 0.9, b2: float = 0.999,
+                   no_decay: tuple[str, ...] = ()) -> optax.GradientTransformation:
+  """An optimiser by config name (see the module docstring); parameters named in
+  ``no_decay`` get no weight decay (besides the 1-D ones)."""
+  mask = functools.partial(decay_mask, exclude=tuple(no_decay))
   if name == "lars":
     return optax.lars(learning_rate, weight_decay=weight_decay,
-                      weight_decay_mask=decay_mask, trust_coefficient=trust_coefficient,
-                      trust_ratio_mask=decay_mask, momentum=momentum)
+                      weight_decay_mask=mask, trust_coefficient=trust_coefficient,
+                      trust_ratio_mask=mask, momentum=momentum)
   if name == "sgd":
-    return optax.chain(optax.add_decayed_weights(weight_decay, mask=decay_mask),
+    return optax.chain(optax.add_decayed_weights(weight_decay, mask=mask),
                        optax.sgd(learning_rate, momentum=momentum))
   if name == "adamw":
     return optax.adamw(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay,
-                       mask=decay_mask)
+                       mask=mask)
   raise ValueError(f"config.optimizer.name must be one of {OPTIMIZERS}; got {name!r}.")
 
 

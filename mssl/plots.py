@@ -74,3 +74,22 @@ def write_training_plots(workdir: str, spectrum=None) -> list[str]:
     plt.close(fig)
     written.append(path)
   return written
+
+
+def write_reconstructions(path: str, original, masked, reconstruction) -> str:
+  """A grid with one row per image: original | masked input | reconstruction."""
+  columns = (("original", original), ("masked", masked), ("reconstruction", reconstruction))
+  rows = len(original)
+  fig, axes = plt.subplots(rows, 3, figsize=(4.5, 1.5 * rows), squeeze=False)
+  for r in range(rows):
+    for c, (title, images) in enumerate(columns):
+      ax = axes[r, c]
+      ax.imshow(np.clip(np.asarray(images[r], np.float32), 0, 1), interpolation="nearest")
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if r == 0:
+        ax.set_title(title, fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path

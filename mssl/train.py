@@ -30,10 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import logging
 import os
-import time
 from typing import Any, Optional
 
 import flax.linen as nn
@@ -42,12 +39,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from clu import parameter_overview, periodic_actions
 
-from mssl import checkpoint as ckpt_lib
 from mssl import data as data_lib
-from mssl import evaluate, losses, matrix, models, optim, plots, sharding, validation
-from mssl import writers
+from mssl import evaluate, loop, losses, matrix, models, optim, plots, sharding
+from mssl import validation, writers
 
 # Per-channel statistics the encoder input is standardised with (ImageNet's).
 IMAGE_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -201,7 +196,7 @@ def make_train_step(config, network: SSLNetwork, tx, schedule, total_steps: int,
                      ema_batch_stats=optim.ema_update(state["ema_batch_stats"],
                                                       batch_stats, momentum))
     metrics.update({"learning_rate": schedule(state["step"]), "ema_momentum": momentum,
-                    "grad_norm": _global_norm(grads)})
+                    "grad_norm": global_norm(grads)})
     return new_state, metrics
 
   return train_step
@@ -210,11 +205,20 @@ def make_train_step(config, network: SSLNetwork, tx, schedule, total_steps: int,
 # ------------------------------------------------------------------ evaluation --------
 @dataclasses.dataclass
 class Evaluator:
-  """kNN, online-probe accuracy and embedding statistics on the eval split."""
+  """kNN, classifier accuracy and embedding statistics on the eval split.
+
+  ``apply(variables, images)`` returns a dict of per-example outputs in evaluation mode:
+  ``features`` (always; what kNN and the probes use), and optionally ``projection`` (its
+  spectrum is plotted) and ``logits`` (accuracy reported as ``logits_metric``). By default
+  it is ``network.apply(..., train=False)`` of an :class:`SSLNetwork`.
+  """
   config: ml_collections.ConfigDict
-  network: SSLNetwork
+  network: Any
   mesh: Any
   num_classes: int
+  apply: Optional[Any] = None
+  logits_metric: str = "eval/online_probe_accuracy"
+  knn: bool = True
 
   def __post_init__(self):
     c = self.config
@@ -232,95 +236,82 @@ class Evaluator:
                                image_size=c.data.image_size,
                                crop_fraction=c.data.eval_crop_fraction, num_batches=num)
     self._eval_data = make(c.data.eval_split)
-    self._knn_data = make(c.data.knn_split)
+    self._knn_data = make(c.data.knn_split) if self.knn else None
 
-    def apply(variables, images):
-      return self.network.apply(variables, images, train=False)
+    apply = self.apply or (lambda variables, images: self.network.apply(
+        variables, images, train=False))
     self._apply = jax.jit(apply, in_shardings=(sharding.replicated(self.mesh),
                                                sharding.batch_sharded(self.mesh)))
 
-  def _outputs(self, variables, make_ds):
-    feats, projs, logits, labels = [], [], [], []
+  def eval_batches(self):
+    """This process's eval-split batches (numpy; padded examples have ``mask = 0``)."""
+    return self._eval_data().as_numpy_iterator()
+
+  def _outputs(self, variables, make_ds) -> dict:
+    """Every output (float32) and ``label`` of the valid (unpadded) examples."""
+    collected: dict = {}
     for batch in make_ds().as_numpy_iterator():
       images = sharding.global_batch(self.mesh, batch["image"])
       host = sharding.to_host({  # one gather per batch for outputs, mask and labels
           "out": self._apply(variables, images),
           "meta": sharding.global_batch(self.mesh, {"mask": batch["mask"],
                                                     "label": batch["label"]})})
-      out = host["out"]
       valid = np.asarray(host["meta"]["mask"]) > 0
-      lab = np.asarray(host["meta"]["label"])
-      feats.append(np.asarray(out["features"], np.float32)[valid])
-      projs.append(np.asarray(out["projection"], np.float32)[valid])
-      logits.append(np.asarray(out["logits"])[valid])
-      labels.append(lab[valid])
-    return (np.concatenate(feats), np.concatenate(projs), np.concatenate(logits),
-            np.concatenate(labels))
+      for key, value in host["out"].items():
+        collected.setdefault(key, []).append(np.asarray(value, np.float32)[valid])
+      collected.setdefault("label", []).append(np.asarray(host["meta"]["label"])[valid])
+    return {k: np.concatenate(v) for k, v in collected.items()}
 
   def __call__(self, state) -> tuple[dict, np.ndarray]:
-    variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
-    feats, projs, logits, labels = self._outputs(variables, self._eval_data)
-    train_feats, _, _, train_labels = self._outputs(variables, self._knn_data)
+    """``(metrics, spectrum of the projection, or of the features without one)``."""
+    variables = {"params": state["params"], "batch_stats": state.get("batch_stats", {})}
+    out = self._outputs(variables, self._eval_data)
+    labels = out["label"]
     labelled = labels >= 0
-    metrics = {
-        "eval/effective_rank_features": float(matrix.effective_rank(jnp.asarray(feats))),
-        "eval/effective_rank_projection": float(matrix.effective_rank(
-            jnp.asarray(projs))),
-    }
-    if labelled.any() and (train_labels >= 0).any():
-      keep = train_labels >= 0
-      metrics["eval/knn_accuracy"] = evaluate.knn_accuracy(
-          train_feats[keep], train_labels[keep], feats[labelled], labels[labelled],
-          num_classes=self.num_classes, k=self.config.eval.knn_k,
-          temperature=self.config.eval.knn_temperature)
-      metrics["eval/online_probe_accuracy"] = float(np.mean(
-          np.argmax(logits[labelled], -1) == labels[labelled]))
-    spectrum = np.asarray(matrix.embedding_spectrum(jnp.asarray(projs)))
-    return metrics, spectrum
+    metrics = {f"eval/effective_rank_{k}": float(matrix.effective_rank(jnp.asarray(out[k])))
+               for k in ("features", "projection") if k in out}
+    if "logits" in out and labelled.any():
+      metrics[self.logits_metric] = float(np.mean(
+          np.argmax(out["logits"][labelled], -1) == labels[labelled]))
+    if self.knn and labelled.any():
+      train_out = self._outputs(variables, self._knn_data)
+      keep = train_out["label"] >= 0
+      if keep.any():
+        metrics["eval/knn_accuracy"] = evaluate.knn_accuracy(
+            train_out["features"][keep], train_out["label"][keep],
+            out["features"][labelled], labels[labelled], num_classes=self.num_classes,
+            k=self.config.eval.knn_k, temperature=self.config.eval.knn_temperature)
+    embedding = out.get("projection", out["features"])
+    return metrics, np.asarray(matrix.embedding_spectrum(jnp.asarray(embedding)))
 
   def probe(self, variables) -> dict:
     """Offline linear probe and kNN on frozen features of ``variables``' encoder."""
-    feats, _, _, labels = self._outputs(variables, self._eval_data)
-    train_feats, _, _, train_labels = self._outputs(variables, self._knn_data)
+    out = self._outputs(variables, self._eval_data)
+    train_out = self._outputs(variables, self._knn_data)
+    e = self.config.eval
     kw = dict(num_classes=self.num_classes)
     return {
-        "linear_probe": evaluate.linear_probe(train_feats, train_labels, feats, labels,
-                                              epochs=self.config.eval.probe_epochs,
-                                              lr=self.config.eval.probe_lr, **kw),
-        "knn": evaluate.knn_accuracy(train_feats, train_labels, feats, labels,
-                                     k=self.config.eval.knn_k,
-                                     temperature=self.config.eval.knn_temperature, **kw),
+        "linear_probe": evaluate.linear_probe(
+            train_out["features"], train_out["label"], out["features"], out["label"],
+            epochs=e.probe_epochs, lr=e.probe_lr,
+            normalization=e.get("probe_normalization", "standardize"),
+            optimizer=e.get("probe_optimizer", "sgd"),
+            warmup_epochs=e.get("probe_warmup_epochs", 0), **kw),
+        "knn": evaluate.knn_accuracy(train_out["features"], train_out["label"],
+                                     out["features"], out["label"], k=e.knn_k,
+                                     temperature=e.knn_temperature, **kw),
     }
 
 
 # ------------------------------------------------------------------ the loop ----------
-class NonFiniteLossError(FloatingPointError):
-  """The objective became NaN or infinite; the message names the step and components."""
+NonFiniteLossError = loop.NonFiniteLossError
 
 
-def _check_finite(step: int, metrics: dict, objective: str, last_checkpoint):
-  bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
-  if "loss" in bad or any(k.startswith("loss/") for k in bad):
-    parts = ", ".join(f"{k}={v:.6g}" for k, v in sorted(metrics.items())
-                      if k == "loss" or k.startswith("loss/"))
-    raise NonFiniteLossError(
-        f"non-finite loss at step {step} (objective {objective!r}): {parts}. Training "
-        f"stopped; the last good checkpoint (step {last_checkpoint}) is intact.")
-
-
-def _steps(config, num_examples: int) -> tuple[int, int]:
+def steps(config, num_examples: int) -> tuple[int, int]:
   steps_per_epoch = max(1, num_examples // config.batch_size)
   total = (config.total_steps if config.total_steps > 0
            else int(config.num_epochs * steps_per_epoch))
   return total, steps_per_epoch
-
-
-def save_config(config, workdir: str, run_info: dict) -> None:
-  """``config.json`` (the config as run) and ``run.json`` (what was derived from data)."""
-  with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  with open(os.path.join(workdir, "run.json"), "w", encoding="utf-8") as f:
-    json.dump(run_info, f, indent=2, sort_keys=True)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -328,12 +319,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   Returns the final metrics (and, with ``config.eval.final``, the offline linear-probe
   and kNN accuracies, beside those of the randomly initialised encoder when
-  ``config.eval.compare_random_init``).
+  ``config.eval.compare_random_init``). Masked-image objectives (``mmae``, ``umae``,
+  ``mae``) go to :mod:`mssl.masked_image`, ``mode="linear_eval"`` to
+  :mod:`mssl.linear_eval` and ``mode="finetune"`` to :mod:`mssl.finetune`.
   """
   validation.validate(config)
   if config.mode == "linear_eval":
     from mssl import linear_eval
     return linear_eval.run(config, workdir)
+  if config.mode == "finetune":
+    from mssl import finetune
+    return finetune.train_and_evaluate(config, workdir)
+  if config.objective in validation.MASKED_IMAGE:
+    from mssl import masked_image
+    return masked_image.train_and_evaluate(config, workdir)
   is_main = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
   mesh = sharding.make_mesh()
@@ -347,7 +346,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                     process_count=count)
   num_classes = train_split.num_classes or 1
   num_examples = train_split.total_examples or config.batch_size
-  total_steps, steps_per_epoch = _steps(config, num_examples)
+  total_steps, steps_per_epoch = steps(config, num_examples)
   views = data_lib.preset(config.data.preset, **dict(config.data.preset_overrides))
 
   def make_train_data(position: int):
@@ -365,79 +364,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   init = jax.jit(lambda: create_state(init_variables(network, config.data.image_size,
                                                      config.seed), tx, config.seed),
                  out_shardings=replicated)
-  state = init()
-
-  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                       max_to_keep=config.keep_checkpoints)
-  restored = checkpointer.restore_latest(ckpt_lib.abstract_like(state))
-  position, start_step = 0, 0
-  if restored is not None:
-    start_step, state, meta = restored
-    position = int(meta["data_position"])
-    logging.info("resumed from step %d (input position %d)", start_step, position)
-  last_checkpoint = start_step if restored is not None else None
-  iterator = data_lib.InputIterator(make_train_data, position)
-
-  writer = writers.create_writer(workdir, is_main=is_main)
-  if is_main and start_step == 0:
-    save_config(config, workdir, {"num_classes": num_classes, "total_steps": total_steps,
-                                  "steps_per_epoch": steps_per_epoch})
-    parameter_overview.log_parameter_overview(state["params"])
-    writer.write_hparams({k: v for k, v in _flat(config).items()
-                          if isinstance(v, (int, float, str, bool))})
-
   train_step = jax.jit(
       make_train_step(config, network, tx, schedule, total_steps, steps_per_epoch),
       in_shardings=(replicated, sharding.batch_sharded(mesh)),
       out_shardings=(replicated, replicated), donate_argnums=(0,))
   evaluator = Evaluator(config, network, mesh, num_classes)
-  progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
-                                             every_steps=config.log_every)
-  spectrum = None
-  eval_metrics: dict = {}
-  started = time.time()
-  pending = None  # (step, metrics) checked once the next step is dispatched
-  try:
-    for step in range(start_step + 1, total_steps + 1):
-      batch = sharding.global_batch(mesh, next(iterator))
-      state, metrics = train_step(state, batch)
-      if pending is not None:  # the previous step's loss, without stalling the device
-        _check_finite(pending[0], _to_floats(pending[1]), config.objective,
-                      last_checkpoint)
-      pending = (step, metrics)
-      progress(step)
-      is_last = step == total_steps
-      stopping = config.stop_after > 0 and step - start_step >= config.stop_after
-      save_now = (step % config.checkpoint_every == 0 or is_last or stopping
-                  or checkpointer.reached_preemption(step))
-      if step % config.log_every == 0 or save_now:
-        host_metrics = _to_floats(metrics)
-        _check_finite(step, host_metrics, config.objective, last_checkpoint)
-        pending = None
-        if step % config.log_every == 0 or is_last:
-          writer.write_scalars(step, host_metrics)
-      if step % config.eval_every == 0 or is_last:
-        eval_metrics, spectrum = evaluator(state)
-        writer.write_scalars(step, eval_metrics)
-      if save_now:  # only verified-finite states are saved
-        checkpointer.save(step, state, {"data_position": iterator.position})
-        last_checkpoint = step
-        if checkpointer.reached_preemption(step) or stopping:
-          logging.warning("stopping at step %d (%s): checkpoint saved; run again with the "
-                          "same workdir to resume", step,
-                          "preemption notice" if not stopping else "config.stop_after")
-          break
-    writer.flush()
-  finally:
-    checkpointer.close()
+  spectrum = []
 
-  results = {"steps": int(state["step"]), "train_seconds": time.time() - started,
-             **eval_metrics}
-  if int(state["step"]) < total_steps:  # stopped early (preemption, stop_after): resume later
+  def evaluate_and_keep_spectrum(state):
+    metrics, last = evaluator(state)
+    spectrum[:] = [last]
+    return metrics
+
+  writer = writers.create_writer(workdir, is_main=is_main)
+  job = loop.Job(objective=config.objective, state=init(), train_step=train_step,
+                 make_data=make_train_data, evaluate=evaluate_and_keep_spectrum,
+                 total_steps=total_steps,
+                 run_info={"num_classes": num_classes, "total_steps": total_steps,
+                           "steps_per_epoch": steps_per_epoch})
+  outcome = loop.run(config, workdir, job, mesh, writer)
+  state = outcome.state
+  results = {"steps": int(state["step"]), "train_seconds": outcome.train_seconds,
+             **outcome.eval_metrics}
+  if not outcome.finished:  # stopped early (preemption, stop_after): resume later
     writer.close()
     return {**results, "stopped_early": True}
-  if is_main and spectrum is not None:
-    plots.write_training_plots(workdir, spectrum)
+  if is_main and spectrum:
+    plots.write_training_plots(workdir, spectrum[0])
   if config.eval.final:
     variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
     final = {f"pretrained/{k}": v for k, v in evaluator.probe(variables).items()}
@@ -450,21 +403,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if is_main:
       print(format_results(final))
   writer.flush()
-  if is_main:
-    with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:
-      json.dump({k: (float(v) if isinstance(v, (int, float, np.floating)) else v)
-                 for k, v in results.items()}, f, indent=2, sort_keys=True)
+  loop.write_results(workdir, results)
   writer.close()
   return results
 
 
-def _global_norm(tree):
+def global_norm(tree):
   norm = getattr(getattr(optax, "tree", None), "norm", None)  # optax >= 0.2.5
   return norm(tree) if norm is not None else optax.global_norm(tree)
-
-
-def _to_floats(metrics) -> dict:
-  return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
 def format_results(final: dict) -> str:
@@ -475,13 +421,3 @@ def format_results(final: dict) -> str:
                   f"{100 * final[f'{prefix}/knn']:10.2f}%")
   return "\n".join(rows)
 
-
-def _flat(config, prefix="") -> dict:
-  out = {}
-  for key, value in config.items():
-    name = f"{prefix}{key}"
-    if isinstance(value, ml_collections.ConfigDict):
-      out.update(_flat(value, name + "."))
-    else:
-      out[name] = value
-  return out

@@ -13,11 +13,13 @@ import jax
 
 from mssl import data, losses, models, optim
 
-MODES = ("pretrain", "linear_eval")
+MODES = ("pretrain", "linear_eval", "finetune")
+# Keyword arguments each masked-image objective accepts in config.loss.
+MASKED_IMAGE_LOSS_KEYS = {"mmae": ("lam", "mu", "center"), "umae": ("lam",), "mae": ("lam",)}
 TEACHERS = ("ema", "online", "none")
 DTYPES = ("float32", "bfloat16")
-# Objectives the two-view trainer runs; the masked-image ones need the M-MAE pipeline.
-MASKED_IMAGE = ("mmae", "umae", "mae")
+# Objectives of the masked-image trainer (mssl.masked_image); the rest are two-view.
+MASKED_IMAGE = losses.MASKED_IMAGE
 
 
 class ConfigError(ValueError):
@@ -32,6 +34,33 @@ def _is_tfds_prepared(dataset: str, data_dir) -> bool:
     return False
 
 
+def _check_masked_image(config, check) -> None:
+  """The M-MAE / U-MAE / MAE pipeline: a ViT, one view, a mask ratio, known loss keys."""
+  objective = config.objective
+  check(config.model.name.startswith("vit_"),
+        f"config.model.name={config.model.name!r}: objective {objective!r} trains a masked "
+        f"auto-encoder, which needs a ViT; allowed: "
+        f"{', '.join(m for m in models.ENCODERS if m.startswith('vit_'))}.")
+  check(config.data.num_views == 1, f"config.data.num_views={config.data.num_views}: "
+        f"objective {objective!r} is single-branch; set it to 1.")
+  check(config.data.image_size % config.model.patch_size == 0,
+        f"config.data.image_size={config.data.image_size} must be a multiple of "
+        f"config.model.patch_size={config.model.patch_size}.")
+  mae = config.get("mae")
+  check(mae is not None, f"config.mae is missing: objective {objective!r} needs the "
+        "masked auto-encoder's settings (mask_ratio, decoder_width, decoder_depth, "
+        "decoder_heads, norm_pix_loss); see configs/mmae_vitb.py.")
+  if mae is not None:
+    check(0.0 <= mae.mask_ratio < 1.0, f"config.mae.mask_ratio={mae.mask_ratio} must be "
+          "in [0, 1).")
+  allowed = MASKED_IMAGE_LOSS_KEYS[objective]
+  unknown = sorted(set(config.loss.keys()) - set(allowed))
+  check(not unknown, f"config.loss has {unknown} which objective {objective!r} does not "
+        f"take; allowed: {', '.join(allowed)}.")
+  if "lam" in config.loss:
+    check(config.loss.lam >= 0, f"config.loss.lam={config.loss.lam} must be >= 0.")
+
+
 def validate(config, *, device_count: int | None = None,
              process_count: int | None = None) -> None:
   """Raises :class:`ConfigError` listing every invalid field of ``config``."""
@@ -43,7 +72,7 @@ def validate(config, *, device_count: int | None = None,
 
   check(config.mode in MODES, f"config.mode={config.mode!r} is not allowed; allowed: "
         f"{', '.join(MODES)}.")
-  if config.mode == "linear_eval":
+  if config.mode in ("linear_eval", "finetune"):
     path = config.get("pretrained_workdir")
     check(bool(path) and os.path.isdir(str(path)),
           f"config.pretrained_workdir={path!r} is not a directory; it must be the workdir "
@@ -53,9 +82,8 @@ def validate(config, *, device_count: int | None = None,
     objective = config.objective
     check(objective in names, f"config.objective={objective!r} is not a registered "
           f"objective; allowed: {', '.join(names)}.")
-    check(objective not in MASKED_IMAGE,
-          f"config.objective={objective!r} is a masked-image regulariser; it runs in the "
-          "M-MAE pipeline (model 'mae'), not in the two-view trainer.")
+    if objective in MASKED_IMAGE:
+      _check_masked_image(config, check)
     if objective in names and objective not in MASKED_IMAGE:
       spec = losses.spec(objective)
       check(config.data.num_views >= spec.min_views,
@@ -92,10 +120,31 @@ def validate(config, *, device_count: int | None = None,
     check(config.data.preset in data.PRESETS,
           f"config.data.preset={config.data.preset!r} is not allowed; allowed: "
           f"{', '.join(sorted(data.PRESETS))}.")
+    check(config.data.cache in data.pipeline.CACHE_MODES,
+          f"config.data.cache={config.data.cache!r} is not allowed; allowed: "
+          f"{', '.join(data.pipeline.CACHE_MODES)}.")
     for every in ("log_every", "eval_every", "checkpoint_every"):
       check(config[every] > 0, f"config.{every}={config[every]} must be positive.")
 
-  if config.mode == "linear_eval":
+  if config.mode == "finetune":
+    f = config.finetune
+    check(0.0 < f.layer_decay <= 1.0, f"config.finetune.layer_decay={f.layer_decay} must "
+          "be in (0, 1].")
+    check(0.0 <= f.drop_path < 1.0, f"config.finetune.drop_path={f.drop_path} must be in "
+          "[0, 1).")
+    check(0.0 <= f.label_smoothing < 1.0, f"config.finetune.label_smoothing="
+          f"{f.label_smoothing} must be in [0, 1).")
+    for name in ("mixup_alpha", "cutmix_alpha"):
+      check(f[name] >= 0, f"config.finetune.{name}={f[name]} must be >= 0 (0 disables).")
+    for name in ("mix_prob", "switch_prob"):
+      check(0.0 <= f[name] <= 1.0, f"config.finetune.{name}={f[name]} must be in [0, 1].")
+    check(config.optimizer.name in optim.OPTIMIZERS,
+          f"config.optimizer.name={config.optimizer.name!r} is not allowed; allowed: "
+          f"{', '.join(optim.OPTIMIZERS)}.")
+    check(config.total_steps > 0 or config.num_epochs > 0,
+          f"config.total_steps={config.total_steps} and config.num_epochs="
+          f"{config.num_epochs}: one of them must be positive.")
+  if config.mode in ("linear_eval", "finetune"):
     # The model and data of an offline evaluation come from the pretraining run.
     if problems:
       raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))

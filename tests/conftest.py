@@ -50,3 +50,12 @@ def data_mesh():
 
 def tolerance(dtype, f64: float, f32: float) -> float:
   return f64 if np.dtype(dtype) == np.float64 else f32
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory):
+  """The embedded dataset, prepared once for the session."""
+  from mssl import data
+  root = tmp_path_factory.mktemp("tfds_train")
+  data.load_split("mssl_shapes/32", "train", data_dir=str(root))
+  return str(root)

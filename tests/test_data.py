@@ -9,10 +9,11 @@ import numpy as np
 import optax
 import PIL.Image
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from mssl import data
-from mssl.data import shapes
+from mssl.data import augment, shapes
 
 
 @pytest.fixture(scope="session")
@@ -286,3 +287,23 @@ def test_eval_pads_to_a_fixed_number_of_batches(shapes_dir):
   assert len(batches) == num == 7
   assert float(sum(b["mask"].sum() for b in batches)) == split.num_examples
   assert np.all(batches[-1]["label"][batches[-1]["mask"] == 0] == -1)
+
+
+def test_rotation_turns_images_counter_clockwise_and_keeps_other_draws():
+  import math
+  image = np.random.default_rng(0).uniform(size=(8, 8, 3)).astype(np.float32)
+  quarter = augment.rotate(tf.constant(image), tf.constant(math.pi / 2)).numpy()
+  np.testing.assert_allclose(quarter, np.rot90(image, 1), atol=1e-5)
+  np.testing.assert_allclose(augment.rotate(tf.constant(image), tf.constant(0.0)).numpy(),
+                             image, atol=1e-6)
+  # The "shapes" preset rotates; with rotation 0 the views equal simclr_cifar's exactly.
+  big = tf.constant(np.random.default_rng(1).integers(0, 255, (32, 32, 3), np.uint8))
+  seed = tf.constant([3, 4], tf.int64)
+  plain = augment.preset("simclr_cifar", crop_scale=(0.5, 1.0))
+  no_turn = augment.preset("shapes", rotation=0.0)
+  a = augment.multi_view(big, seed, plain, 2, 16)
+  b = augment.multi_view(big, seed, no_turn, 2, 16)
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x.numpy(), y.numpy())
+  turned = augment.multi_view(big, seed, augment.preset("shapes"), 2, 16)
+  assert not np.allclose(turned[0].numpy(), a[0].numpy())

@@ -1,10 +1,8 @@
 """End-to-end tests of pretraining: every objective, resume, kill, NaN stop, sharding,
 multi-process, validation, export and offline evaluation."""
 
-import importlib.util
 import json
 import os
-import pathlib
 import signal
 import socket
 import subprocess
@@ -19,62 +17,11 @@ import tensorflow_datasets as tfds
 from mssl import checkpoint as ckpt_lib
 from mssl import export, sharding, train, validation, writers
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
+from helpers import (FAST_MODEL, ROOT, assert_trees_close, load_config, params_of,
+                     run_main, small)
+
 METHODS = ("matrix_ssl", "mec", "kernel_ssl", "simclr", "byol", "simsiam", "barlow_twins",
            "vicreg", "spectral_contrastive", "frossl")
-
-
-def load_config(name, arg=None):
-  spec = importlib.util.spec_from_file_location(f"cfg_{name}", CONFIGS / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
-
-
-@pytest.fixture(scope="session")
-def tfds_dir(tmp_path_factory):
-  """The embedded dataset, prepared once for the session."""
-  from mssl import data
-  root = tmp_path_factory.mktemp("tfds_train")
-  data.load_split("mssl_shapes/32", "train", data_dir=str(root))
-  return str(root)
-
-
-def small(config, tfds_dir, **overrides):
-  """A runlocal config made even smaller: 16 px views, tiny eval splits."""
-  config.data.data_dir = tfds_dir
-  config.data.image_size = 16
-  config.data.eval_split = "test[:128]"
-  config.data.knn_split = "train[:128]"
-  config.eval.batch_size = 64
-  config.batch_size = 32
-  for key, value in overrides.items():
-    target = config
-    *path, last = key.split(".")
-    for part in path:
-      target = target[part]
-    target[last] = value
-  return config
-
-
-# The loop under test does not depend on the encoder: a 2-block ViT compiles fast.
-FAST_MODEL = ["--config.model.name=vit_micro", "--config.model.patch_size=4"]
-
-
-def run_main(args, env_extra=None, **kwargs):
-  env = dict(os.environ, PYTHONPATH=str(ROOT), **(env_extra or {}))
-  return subprocess.run([sys.executable, "-m", "mssl.main", *args], cwd=ROOT, env=env,
-                        capture_output=True, text=True, **kwargs)
-
-
-def params_of(workdir, step=None):
-  _, _, variables, got_step = export.load_variables(str(workdir), step)
-  return jax.device_get(variables), got_step
-
-
-def assert_trees_close(a, b, **kw):
-  jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, **kw), a, b)
 
 
 # ------------------------------------------------------------ every objective ----------

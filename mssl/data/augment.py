@@ -18,6 +18,8 @@ recipes of the method sheet:
 ``mae``         crop 0.2-1 + flip only (one view)
 ``*_cifar``     the same without blur (32 px images)
 ``none``        resize only (evaluation-style view)
+``shapes``      ``simclr_cifar`` + rotation up to 180 degrees, crop 0.5-1: the embedded
+                dataset's objects appear at any angle, so angle must not identify them
 ==============  ==============================================================
 """
 
@@ -43,6 +45,7 @@ class ViewConfig:
   blur: float = 0.0                       # probability of Gaussian blur
   blur_sigma: tuple[float, float] = (0.1, 2.0)  # in pixels at 224; scaled with size
   solarize: float = 0.0
+  rotation: float = 0.0                   # max |angle| in degrees of a random rotation
 
 
 _SIMCLR = ViewConfig(brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2, blur=0.5)
@@ -67,6 +70,8 @@ PRESETS: dict[str, tuple[ViewConfig, ...]] = {
 }
 PRESETS.update({f"{k}_cifar": _no_blur(v) for k, v in list(PRESETS.items())
                 if k not in ("mae", "none")})
+PRESETS["shapes"] = tuple(dataclasses.replace(v, rotation=180.0, crop_scale=(0.5, 1.0))
+                          for v in PRESETS["simclr_cifar"])
 # Small crops of multi-crop (SwAV / solo-learn): scale 0.05-0.14.
 SMALL_CROP_SCALE = (0.05, 0.14)
 
@@ -166,8 +171,30 @@ def solarize(image):
   return tf.where(image < 0.5, image, 1.0 - image)
 
 
+def random_rotation(image, seed, max_degrees: float):
+  """Rotation by a uniform angle in [-max, max] degrees about the centre; the corners
+  are filled by reflection (no black wedges for a network to notice)."""
+  return rotate(image, _uniform(seed, -max_degrees, max_degrees) * (3.141592653589793 / 180))
+
+
+def rotate(image, angle):
+  """``image`` rotated counter-clockwise by ``angle`` radians, reflected at the borders."""
+  shape = tf.shape(image)
+  h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+  cy, cx = (h - 1) / 2, (w - 1) / 2
+  c, s = tf.cos(angle), tf.sin(angle)
+  # Output pixel (x, y) samples the input at R(-angle) (x - centre) + centre.
+  transform = tf.stack([c, -s, cx - c * cx + s * cy, s, c, cy - s * cx - c * cy, 0.0, 0.0])
+  out = tf.raw_ops.ImageProjectiveTransformV3(
+      images=image[None], transforms=transform[None], output_shape=shape[:2],
+      fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")
+  return out[0]
+
+
 def augment_view(image, seed, cfg: ViewConfig, size: int, scale=None):
   """One augmented view of a float [0, 1] image."""
+  if cfg.rotation > 0:  # its own seed stream: the other draws stay as they were
+    image = random_rotation(image, fold_seed(seed, 1_000), cfg.rotation)
   seeds = tf.random.experimental.stateless_split(seed, 7)
   image = random_resized_crop(image, seeds[0], size, scale or cfg.crop_scale,
                               cfg.crop_ratio)

@@ -171,9 +171,15 @@ def _options() -> tf.data.Options:
   return options
 
 
+CACHE_MODES = ("auto", "always", "never")
+
+
 def _should_cache(split: Split, cache) -> bool:
+  """``cache``: "always", "never", or "auto" (when the decoded split fits in memory)."""
+  if cache not in CACHE_MODES and not isinstance(cache, bool):
+    raise ValueError(f"cache must be one of {CACHE_MODES}; got {cache!r}.")
   if cache != "auto":
-    return bool(cache)
+    return cache in (True, "always")
   if split.num_examples is None or split.image_shape is None:
     return False
   return split.num_examples * int(np.prod(split.image_shape)) < CACHE_LIMIT_BYTES

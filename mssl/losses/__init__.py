@@ -10,16 +10,18 @@ from mssl.losses.registry import Objective, get, names, register, spec
 from mssl.losses.matrix_ssl import (matrix_alignment, matrix_ssl, matrix_uniformity, mec,
                                     mec_lam_inv, mec_lam_inv_schedule, mec_trace)
 from mssl.losses.kernel_ssl import kernel_ssl
-from mssl.losses.masked import mmae_regularizer, umae_regularizer
+from mssl.losses.masked import (REGULARIZERS as MASKED_IMAGE, masked_image_objective, mmae_regularizer,
+                                reconstruction_loss, umae_regularizer)
 from mssl.losses.frossl import frossl
 from mssl.losses.contrastive import simclr, spectral_contrastive
 from mssl.losses.redundancy import barlow_twins, vicreg
 from mssl.losses.predictive import byol, simsiam
 
 __all__ = [
-    "Objective", "get", "names", "register", "spec",
+    "MASKED_IMAGE", "Objective", "get", "names", "register", "spec",
     "matrix_ssl", "matrix_uniformity", "matrix_alignment", "mec", "mec_lam_inv",
-    "mec_lam_inv_schedule", "mec_trace", "kernel_ssl", "mmae_regularizer",
+    "mec_lam_inv_schedule", "mec_trace", "kernel_ssl", "masked_image_objective",
+    "mmae_regularizer", "reconstruction_loss",
     "umae_regularizer", "frossl", "simclr", "spectral_contrastive", "barlow_twins",
     "vicreg", "byol", "simsiam",
 ]

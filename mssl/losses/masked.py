@@ -12,6 +12,10 @@ of the feature covariance, which counteracts dimensional collapse.
 Masked Autoencoders", NeurIPS 2022) uses ``mean_{i,j} (rn(z) rn(z)^T)_{ij}^2``: the mean
 squared cosine similarity over all pairs (diagonal included), the special case of a
 uniformity penalty on the second moment.
+
+:func:`reconstruction_loss` is MAE's pixel loss and :func:`masked_image_objective` the
+whole single-branch objective ``L_MAE + lam * regulariser(z)`` the masked-image trainer
+(``mssl.masked_image``) minimises; ``regularizer="mae"`` (a zero) or ``lam = 0`` is MAE.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import jax.numpy as jnp
 
 from mssl import matrix
 from mssl.losses.common import as_float, check_positive, check_views
+from mssl.losses import registry
 from mssl.losses.registry import register
 
 
@@ -56,3 +61,37 @@ def mae(z):
   """Plain MAE: no regulariser (a zero that keeps the pipeline uniform)."""
   (z,) = check_views([z], ["z"])
   return jnp.zeros((), z.dtype), {}
+
+
+def reconstruction_loss(pred, target, mask) -> jax.Array:
+  """MAE's loss: per-patch mean squared error, averaged over the *masked* patches only.
+
+  ``pred``, ``target``: (N, L, P) per-patch pixels (``target`` already normalised per patch
+  when the model uses ``norm_pix_loss``); ``mask``: (N, L), 1 where the patch was hidden.
+  """
+  pred, target, mask = as_float(pred), as_float(target), as_float(mask)
+  if pred.shape != target.shape or mask.shape != pred.shape[:2]:
+    raise ValueError(f"pred {pred.shape} and target {target.shape} must match and mask "
+                     f"{mask.shape} must be their first two axes.")
+  per_patch = jnp.mean((pred - target) ** 2, axis=-1)
+  return jnp.sum(per_patch * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+REGULARIZERS = ("mmae", "umae", "mae")
+
+
+def masked_image_objective(pred, target, mask, cls, *, regularizer: str = "mmae",
+                           lam: float = 0.01, **regularizer_kwargs):
+  """``reconstruction_loss + lam * regulariser(cls)``, and its components.
+
+  ``regularizer``: ``"mmae"`` (``-TCR_mu``, keyword ``mu``, ``center``), ``"umae"`` or
+  ``"mae"`` (none). ``cls``: the masked pass's CLS feature after the final LayerNorm.
+  """
+  if regularizer not in REGULARIZERS:
+    raise ValueError(f"regularizer must be one of {REGULARIZERS}; got {regularizer!r}.")
+  if lam < 0:
+    raise ValueError(f"lam must be non-negative; got {lam!r}.")
+  reconstruction = reconstruction_loss(pred, target, mask)
+  value, aux = registry.get(regularizer)(as_float(cls), **regularizer_kwargs)
+  loss = reconstruction + lam * value
+  return loss, {"reconstruction": reconstruction, "regularizer": value, **aux}

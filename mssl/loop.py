@@ -1,0 +1,161 @@
+"""The training loop every trainer shares: resume, step, check, log, evaluate, save.
+
+A trainer (two-view pretraining in ``train.py``, masked-image pretraining in
+``masked_image.py``, supervised fine-tuning in ``finetune.py``) builds a :class:`Job`: the
+initial state, a jitted ``train_step(state, batch) -> (state, metrics)``, a dataset factory
+that starts at any input position, and an evaluator; :func:`run` does the rest:
+
+* resumes from the workdir's newest readable checkpoint (state, input position, RNG), so
+  N uninterrupted steps and k + (N - k) resumed steps give the same parameters;
+* writes ``config.json`` / ``run.json`` and a parameter overview on a fresh start;
+* checks the loss one step late (the device is never stalled for it) and stops at the
+  first non-finite value, naming the step and the objective's components;
+* logs (TensorBoard + JSON lines, process 0 only), evaluates every ``eval_every`` steps
+  and at the end, saves every ``checkpoint_every`` steps, at the end, on a preemption
+  notice and at ``stop_after`` -- only verified-finite states are saved, so the last
+  checkpoint is always good.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import numpy as np
+from clu import parameter_overview, periodic_actions
+
+from mssl import checkpoint as ckpt_lib
+from mssl import data as data_lib
+from mssl import sharding
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The objective became NaN or infinite; the message names the step and components."""
+
+
+@dataclasses.dataclass
+class Job:
+  """What :func:`run` needs from a trainer."""
+  objective: str                               # named in error messages
+  state: Any                                   # replicated initial state (a dict pytree)
+  train_step: Callable[[Any, Any], tuple]      # jitted, donates the state
+  make_data: Callable[[int], Any]              # input position -> tf.data.Dataset
+  evaluate: Callable[[Any], dict]              # state -> eval metrics
+  total_steps: int
+  run_info: dict                               # written to run.json on a fresh start
+
+
+@dataclasses.dataclass
+class Outcome:
+  state: Any
+  eval_metrics: dict
+  train_seconds: float
+  finished: bool                               # False: stopped early, resume later
+
+
+def check_finite(step: int, metrics: dict, objective: str, last_checkpoint) -> None:
+  bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
+  if "loss" in bad or any(k.startswith("loss/") for k in bad):
+    parts = ", ".join(f"{k}={v:.6g}" for k, v in sorted(metrics.items())
+                      if k == "loss" or k.startswith("loss/"))
+    raise NonFiniteLossError(
+        f"non-finite loss at step {step} (objective {objective!r}): {parts}. Training "
+        f"stopped; the last good checkpoint (step {last_checkpoint}) is intact.")
+
+
+def save_config(config, workdir: str, run_info: dict) -> None:
+  """``config.json`` (the config as run) and ``run.json`` (what was derived from data)."""
+  with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  with open(os.path.join(workdir, "run.json"), "w", encoding="utf-8") as f:
+    json.dump(run_info, f, indent=2, sort_keys=True)
+
+
+def write_results(workdir: str, results: dict) -> None:
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:
+      json.dump({k: (float(v) if isinstance(v, (int, float, np.floating)) else v)
+                 for k, v in results.items()}, f, indent=2, sort_keys=True)
+
+
+def to_floats(metrics) -> dict:
+  return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def flatten(config, prefix="") -> dict:
+  out = {}
+  for key, value in config.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, ml_collections.ConfigDict):
+      out.update(flatten(value, name + "."))
+    else:
+      out[name] = value
+  return out
+
+
+def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
+  """Trains ``job`` to ``job.total_steps`` (or until stopped); see the module docstring."""
+  state = job.state
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                       max_to_keep=config.keep_checkpoints)
+  restored = checkpointer.restore_latest(ckpt_lib.abstract_like(state))
+  position, start_step = 0, 0
+  if restored is not None:
+    start_step, state, meta = restored
+    position = int(meta["data_position"])
+    logging.info("resumed from step %d (input position %d)", start_step, position)
+  last_checkpoint = start_step if restored is not None else None
+  iterator = data_lib.InputIterator(job.make_data, position)
+
+  if jax.process_index() == 0 and start_step == 0:
+    save_config(config, workdir, job.run_info)
+    parameter_overview.log_parameter_overview(state["params"])
+    writer.write_hparams({k: v for k, v in flatten(config).items()
+                          if isinstance(v, (int, float, str, bool))})
+
+  total = job.total_steps
+  progress = periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
+                                             every_steps=config.log_every)
+  eval_metrics: dict = {}
+  started = time.time()
+  pending = None  # (step, metrics) checked once the next step is dispatched
+  try:
+    for step in range(start_step + 1, total + 1):
+      batch = sharding.global_batch(mesh, next(iterator))
+      state, metrics = job.train_step(state, batch)
+      if pending is not None:  # the previous step's loss, without stalling the device
+        check_finite(pending[0], to_floats(pending[1]), job.objective, last_checkpoint)
+      pending = (step, metrics)
+      progress(step)
+      is_last = step == total
+      stopping = config.stop_after > 0 and step - start_step >= config.stop_after
+      save_now = (step % config.checkpoint_every == 0 or is_last or stopping
+                  or checkpointer.reached_preemption(step))
+      if step % config.log_every == 0 or save_now:
+        host_metrics = to_floats(metrics)
+        check_finite(step, host_metrics, job.objective, last_checkpoint)
+        pending = None
+        if step % config.log_every == 0 or is_last:
+          writer.write_scalars(step, host_metrics)
+      if step % config.eval_every == 0 or is_last:
+        eval_metrics = job.evaluate(state)
+        writer.write_scalars(step, eval_metrics)
+      if save_now:  # only verified-finite states are saved
+        checkpointer.save(step, state, {"data_position": iterator.position})
+        last_checkpoint = step
+        if checkpointer.reached_preemption(step) or stopping:
+          logging.warning("stopping at step %d (%s): checkpoint saved; run again with the "
+                          "same workdir to resume", step,
+                          "preemption notice" if not stopping else "config.stop_after")
+          break
+    writer.flush()
+  finally:
+    checkpointer.close()
+  return Outcome(state, eval_metrics, time.time() - started,
+                 finished=int(state["step"]) >= total)

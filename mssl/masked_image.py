@@ -1,0 +1,230 @@
+"""Masked-image pretraining: M-MAE, U-MAE and MAE in one single-branch pipeline.
+
+    python -m mssl.main --config=configs/mmae_vitb.py --workdir=DIR
+
+One view per example (random-resized crop 0.2-1 + flip), a masked auto-encoder
+(``mssl.models.MAE``: ViT encoder on the visible 25% of patches, a light decoder predicting
+the pixels of every patch) and the objective of :func:`mssl.losses.masked_image_objective`:
+
+    L = reconstruction (masked patches, per-patch normalised targets)
+        + lam * regulariser(z),   z = CLS feature of the masked pass after the final norm
+
+with ``config.objective`` choosing the regulariser: ``"mmae"`` (``-TCR_mu``, lam = 0.01,
+mu = 3), ``"umae"`` (mean squared cosine similarity) or ``"mae"`` (none). Everything
+around the step (resume, NaN stop, checkpoints, logging) is :mod:`mssl.loop`'s.
+
+Logged: the loss, ``loss/reconstruction``, ``loss/regularizer`` (and the coding rate or
+mean squared cosine), ``effective_rank_cls`` of the masked pass's CLS features of the
+batch, and on the eval split kNN accuracy and the effective rank of the (unmasked)
+encoder's CLS features. At the end: the plots of every run, ``reconstructions.png``
+(original, masked input, reconstruction) and, with ``config.eval.final``, MAE's linear
+probe (BatchNorm head without affine parameters, LARS) and kNN on frozen CLS features.
+"""
+
+from __future__ import annotations
+
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mssl import data as data_lib
+from mssl import export, loop, losses, matrix, models, optim, plots, sharding, train, writers
+from mssl.models.mae import MAEOutput
+
+DEFAULT_LAM = {"mmae": 0.01, "umae": 0.01, "mae": 0.0}
+
+
+class MaskedImageNetwork(nn.Module):
+  """Standardises images (ImageNet statistics) and runs the masked auto-encoder."""
+  mae: models.MAE
+
+  def __call__(self, images, rng, train: bool = True) -> MAEOutput:
+    return self.mae(self.standardize(images), rng, train)
+
+  @staticmethod
+  def standardize(images):
+    return (images - train.IMAGE_MEAN) / train.IMAGE_STD
+
+  def embed(self, images):
+    """The unmasked encoder's CLS feature in evaluation mode (probes, kNN, export)."""
+    return self.mae.encode(self.standardize(images), False)
+
+
+def build_network(config) -> MaskedImageNetwork:
+  m = config.model
+  size = m.name[len("vit_"):]
+  mae = config.mae
+  return MaskedImageNetwork(models.mae(
+      size, patch_size=m.patch_size, image_size=config.data.image_size,
+      mask_ratio=mae.mask_ratio, decoder_width=mae.decoder_width,
+      decoder_depth=mae.decoder_depth, decoder_heads=mae.decoder_heads,
+      norm_pix_loss=mae.norm_pix_loss, dtype=jnp.dtype(m.dtype), remat=m.remat))
+
+
+def init_params(network: MaskedImageNetwork, image_size: int, seed: int) -> dict:
+  dummy = jnp.zeros((2, image_size, image_size, 3), jnp.float32)
+  key = jax.random.key(seed)
+  return network.init(key, dummy, jax.random.fold_in(key, 1), train=False)["params"]
+
+
+def make_optimizer(config, total_steps: int, steps_per_epoch: int):
+  o = config.optimizer
+  schedule = optim.learning_rate_schedule(
+      base_lr=o.base_lr, global_batch=config.batch_size, total_steps=total_steps,
+      warmup_steps=int(o.warmup_epochs * steps_per_epoch), scale_by_batch=o.scale_by_batch)
+  tx = optim.make_optimizer(o.name, schedule, weight_decay=o.weight_decay,
+                            momentum=o.momentum, trust_coefficient=o.trust_coefficient,
+                            b1=o.b1, b2=o.b2)
+  return tx, schedule
+
+
+def create_state(params, tx, seed: int) -> dict:
+  return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params),
+          "rng": jax.random.key_data(jax.random.key(seed + 1))}
+
+
+def objective_settings(config) -> tuple[float, dict]:
+  """``(lam, regulariser keyword arguments)`` from ``config.loss``."""
+  kwargs = train.objective_kwargs(config)
+  lam = float(kwargs.pop("lam", DEFAULT_LAM[config.objective]))
+  return lam, kwargs
+
+
+def make_train_step(config, network: MaskedImageNetwork, tx, schedule):
+  lam, kwargs = objective_settings(config)
+
+  def loss_fn(params, images, key):
+    mask_key, dropout_key = jax.random.split(key)
+    out = network.apply({"params": params}, images, mask_key, train=True,
+                        rngs={"dropout": dropout_key})
+    loss, aux = losses.masked_image_objective(out.pred, out.target, out.mask, out.cls,
+                                              regularizer=config.objective, lam=lam,
+                                              **kwargs)
+    rank = matrix.effective_rank(jax.lax.stop_gradient(out.cls))
+    return loss, (aux, rank)
+
+  def train_step(state, batch):
+    key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
+    (loss, (aux, rank)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state["params"], batch["views"][0], key)
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    new_state = dict(state, step=state["step"] + 1,
+                     params=jax.tree_util.tree_map(jnp.add, state["params"], updates),
+                     opt_state=opt_state)
+    metrics = {"loss": loss, **{f"loss/{k}": v for k, v in aux.items()},
+               "effective_rank_cls": rank, "learning_rate": schedule(state["step"]),
+               "grad_norm": train.global_norm(grads)}
+    return new_state, metrics
+
+  return train_step
+
+
+def make_evaluator(config, network, mesh, num_classes: int) -> train.Evaluator:
+  return train.Evaluator(config, network, mesh, num_classes,
+                         apply=export.embed_outputs(network))
+
+
+def reconstructions(network, params, images, seed: int = 0) -> dict:
+  """``original``, ``masked`` and ``reconstruction`` images (N, H, W, 3) in [0, 1].
+
+  The decoder predicts per-patch normalised pixels (``norm_pix_loss``); they are mapped
+  back with each patch's own mean and variance, as in MAE's visualisation, and masked
+  patches of the reconstruction are shown beside the visible ones of the input.
+  """
+  mae = network.mae
+  out = network.apply({"params": params}, jnp.asarray(images), jax.random.key(seed),
+                      train=False)
+  patches = models.patchify(network.standardize(jnp.asarray(images)), mae.patch_size)
+  pred = out.pred.astype(jnp.float32)
+  if mae.norm_pix_loss:
+    mean = patches.mean(-1, keepdims=True)
+    std = jnp.sqrt(patches.var(-1, keepdims=True) + 1e-6)
+    pred = pred * std + mean
+  shown = jnp.where(out.mask[..., None] > 0, pred, patches)
+
+  def to_image(p):
+    x = models.unpatchify(p, mae.patch_size) * train.IMAGE_STD + train.IMAGE_MEAN
+    return np.clip(np.asarray(x), 0.0, 1.0)
+  hidden = np.asarray(models.unpatchify(
+      jnp.broadcast_to(out.mask[..., None], patches.shape), mae.patch_size)) > 0.5
+  masked = np.where(hidden, 0.5, np.asarray(images))
+  return {"original": np.asarray(images), "masked": masked, "reconstruction": to_image(shown)}
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Masked-image pretraining (resuming from ``workdir``), then evaluation."""
+  is_main = jax.process_index() == 0
+  os.makedirs(workdir, exist_ok=True)
+  mesh = sharding.make_mesh()
+  process, count = jax.process_index(), jax.process_count()
+  local_batch = config.batch_size // count
+  train_split = data_lib.load_split(config.data.dataset, config.data.train_split,
+                                    data_dir=config.data.data_dir,
+                                    download=config.data.download, process_index=process,
+                                    process_count=count)
+  num_classes = train_split.num_classes or 1
+  total_steps, steps_per_epoch = train.steps(config,
+                                             train_split.total_examples or config.batch_size)
+  views = data_lib.preset(config.data.preset, **dict(config.data.preset_overrides))
+
+  def make_train_data(position: int):
+    return data_lib.train_dataset(
+        train_split, batch_size=local_batch, image_size=config.data.image_size,
+        views=views, num_views=1, seed=config.seed, process_index=process,
+        start_batch=position, shuffle_buffer=config.data.shuffle_buffer,
+        cache=config.data.cache)
+
+  network = build_network(config)
+  tx, schedule = make_optimizer(config, total_steps, steps_per_epoch)
+  replicated = sharding.replicated(mesh)
+  init = jax.jit(lambda: create_state(init_params(network, config.data.image_size,
+                                                  config.seed), tx, config.seed),
+                 out_shardings=replicated)
+  train_step = jax.jit(make_train_step(config, network, tx, schedule),
+                       in_shardings=(replicated, sharding.batch_sharded(mesh)),
+                       out_shardings=(replicated, replicated), donate_argnums=(0,))
+  evaluator = make_evaluator(config, network, mesh, num_classes)
+  spectrum = []
+
+  def evaluate_and_keep_spectrum(state):
+    metrics, last = evaluator(state)
+    spectrum[:] = [last]
+    return metrics
+
+  writer = writers.create_writer(workdir, is_main=is_main)
+  job = loop.Job(objective=config.objective, state=init(), train_step=train_step,
+                 make_data=make_train_data, evaluate=evaluate_and_keep_spectrum,
+                 total_steps=total_steps,
+                 run_info={"num_classes": num_classes, "total_steps": total_steps,
+                           "steps_per_epoch": steps_per_epoch})
+  outcome = loop.run(config, workdir, job, mesh, writer)
+  state = outcome.state
+  results = {"steps": int(state["step"]), "train_seconds": outcome.train_seconds,
+             **outcome.eval_metrics}
+  if not outcome.finished:
+    writer.close()
+    return {**results, "stopped_early": True}
+  params = sharding.to_host(state["params"])
+  if is_main:
+    plots.write_training_plots(workdir, spectrum[0] if spectrum else None)
+    sample = next(evaluator.eval_batches())["image"][: config.eval.num_previews]
+    plots.write_reconstructions(os.path.join(workdir, "reconstructions.png"),
+                                **reconstructions(network, params, sample, config.seed))
+  if config.eval.final:
+    final = {f"pretrained/{k}": v for k, v in
+             evaluator.probe({"params": state["params"]}).items()}
+    if config.eval.compare_random_init:
+      random_params = init_params(network, config.data.image_size, config.seed + 12345)
+      final.update({f"random_init/{k}": v for k, v in evaluator.probe(
+          {"params": sharding.replicate(mesh, random_params)}).items()})
+    writer.write_scalars(int(state["step"]), final)
+    results.update(final)
+    if is_main:
+      print(train.format_results(final))
+  writer.flush()
+  loop.write_results(workdir, results)
+  writer.close()
+  return results
