@@ -1,12 +1,14 @@
 # %% [markdown]
 # # A tour of the matrix-information toolkit (`mssl.matrix`)
 #
-# Runs on a CPU in seconds: `python colabs/matrix_toolkit.py [--plot spectrum.png]`.
-# Each section prints a small table; the numbers are what the self-supervised objectives
-# in `mssl.losses` are built from.
+# Runs on a CPU in seconds (as a notebook, `colabs/matrix_toolkit.ipynb`, or as a script,
+# `python colabs/matrix_toolkit.py`). In Colab, first run `!pip install -q -e <repo>`
+# from a clone of the repository. Each section prints a small table; the numbers are what
+# the self-supervised objectives in `mssl.losses` are built from. The figure goes to
+# `$MSSL_COLAB_OUT` (default `/tmp/mssl_colabs`).
 
 # %%
-import argparse
+import os
 
 import jax
 import jax.numpy as jnp
@@ -100,29 +102,26 @@ def taylor_table(rng):
     print(f"{order:>5} {approx:>13.6f} {exact:>9.6f} {abs(approx - exact):>9.2e}")
 
 
+# %% [markdown]
+# ## Run every section, then plot the spectra of the collapsing embeddings
+
 # %%
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument("--plot", default=None, help="write the spectra to this PNG")
-  args = parser.parse_args(argv)
-  rng = np.random.default_rng(0)
-  print(f"mssl.matrix on {jax.devices()[0].platform}\n")
-  print("1. Collapse"); rows = collapse_table(rng); print()
-  print("2. Divergences"); divergence_table(rng); print()
-  print("3. Mutual information"); mutual_information_table(rng); print()
-  print("4. Taylor logarithm"); taylor_table(rng)
-  if args.plot:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for r in rows:
-      ax.semilogy(np.maximum(r["spectrum"], 1e-8), label=f"rank {r['rank']}")
-    ax.set_xlabel("eigenvalue index"); ax.set_ylabel("eigenvalue of C(z, z)")
-    ax.legend(); fig.tight_layout(); fig.savefig(args.plot, dpi=120)
-    print(f"\nwrote {args.plot}")
-  return rows
+OUT = os.environ.get("MSSL_COLAB_OUT", "/tmp/mssl_colabs")
+os.makedirs(OUT, exist_ok=True)
+rng = np.random.default_rng(0)
+print(f"mssl.matrix on {jax.devices()[0].platform}\n")
+print("1. Collapse"); rows = collapse_table(rng); print()
+print("2. Divergences"); divergence_table(rng); print()
+print("3. Mutual information"); mutual_information_table(rng); print()
+print("4. Taylor logarithm"); taylor_table(rng)
 
+# %%
+import matplotlib.pyplot as plt
 
-if __name__ == "__main__":
-  main()
+fig, ax = plt.subplots(figsize=(5, 3.5))
+for r in rows:
+  ax.semilogy(np.maximum(r["spectrum"], 1e-8), label=f"rank {r['rank']}")
+ax.set_xlabel("eigenvalue index"); ax.set_ylabel("eigenvalue of C(z, z)")
+ax.legend(); fig.tight_layout()
+fig.savefig(os.path.join(OUT, "spectrum.png"), dpi=120)
+print(f"wrote {os.path.join(OUT, 'spectrum.png')}")

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mssl import matrix
+from mssl import matrix, optim
 
 
 @functools.partial(jax.jit, static_argnames=("k", "num_classes"))
@@ -86,8 +86,9 @@ def linear_probe(train_feats, train_labels, test_feats, test_labels, *, num_clas
   batch_size = min(batch_size, n)
   steps_per_epoch = max(1, n // batch_size)
   total = epochs * steps_per_epoch
-  schedule = optax.warmup_cosine_decay_schedule(
-      0.0, lr, int(warmup_epochs * steps_per_epoch), max(total, 1))
+  schedule = optim.learning_rate_schedule(
+      base_lr=lr, global_batch=batch_size, total_steps=total,
+      warmup_steps=int(warmup_epochs * steps_per_epoch), scale_by_batch=False)
   if optimizer == "lars":
     opt = optax.lars(schedule, weight_decay=weight_decay, momentum=0.9,
                      weight_decay_mask=lambda p: {"w": True, "b": False},

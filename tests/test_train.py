@@ -62,18 +62,6 @@ def test_end_to_end_on_mock_tfds(tmp_path):
   assert results["steps"] == 2 and (tmp_path / "checkpoints" / "2").is_dir()
 
 
-def test_quickstart_config_smoke(tfds_dir, tmp_path, capsys):
-  config = small(load_config("quickstart", "steps=2"), tfds_dir, eval_every=2,
-                 checkpoint_every=2, log_every=1)
-  config.eval.probe_epochs = 2
-  results = train.train_and_evaluate(config, str(tmp_path))
-  for key in ("pretrained/linear_probe", "pretrained/knn", "random_init/linear_probe",
-              "random_init/knn"):
-    assert 0.0 <= results[key] <= 1.0
-  assert "random init" in capsys.readouterr().out
-  assert json.loads((tmp_path / "results.json").read_text())["steps"] == 2
-
-
 # ------------------------------------------------------------ resume -------------------
 def test_resume_in_a_new_process_matches_straight_run(tfds_dir, tmp_path):
   """N steps straight == k steps, then a new process resuming from the workdir to N."""

@@ -18,9 +18,9 @@ recipes of the method sheet:
 ``mae``         crop 0.2-1 + flip only (one view)
 ``*_cifar``     the same without blur (32 px images)
 ``none``        resize only (evaluation-style view)
-``shapes``      ``simclr_cifar`` + rotation up to 180 degrees, crop 0.5-1: the embedded
-                dataset's objects appear at any angle, so angle must not identify them
 ==============  ==============================================================
+
+Every preset can add a random rotation (``rotation``: the largest angle in degrees).
 """
 
 from __future__ import annotations
@@ -70,8 +70,6 @@ PRESETS: dict[str, tuple[ViewConfig, ...]] = {
 }
 PRESETS.update({f"{k}_cifar": _no_blur(v) for k, v in list(PRESETS.items())
                 if k not in ("mae", "none")})
-PRESETS["shapes"] = tuple(dataclasses.replace(v, rotation=180.0, crop_scale=(0.5, 1.0))
-                          for v in PRESETS["simclr_cifar"])
 # Small crops of multi-crop (SwAV / solo-learn): scale 0.05-0.14.
 SMALL_CROP_SCALE = (0.05, 0.14)
 
