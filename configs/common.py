@@ -101,6 +101,11 @@ def runlocal(c):
     if head_cfg is not None:
       head_cfg.hidden = tuple(min(h, 64) for h in head_cfg.hidden)
       head_cfg.out = min(head_cfg.out, 64)
+  return runlocal_schedule(c)
+
+
+def runlocal_schedule(c):
+  """A few steps of batch 64, logged, evaluated and saved twice; tiny eval splits."""
   c.batch_size = 64
   c.total_steps = 6
   c.optimizer.warmup_epochs = 0.0
@@ -112,6 +117,19 @@ def runlocal(c):
   c.data.knn_split = "train[:512]"
   c.eval.probe_epochs = 2
   c.eval.final = False
+  return c
+
+
+def imagenet_data(c, preset):
+  """ImageNet (tfds ``imagenet2012``, prepared manually) at 224 px, centre crop 0.875."""
+  c.data.dataset = "imagenet2012"
+  c.data.image_size = 224
+  c.data.eval_split = "validation"
+  c.data.knn_split = "train[:10%]"
+  c.data.eval_crop_fraction = 0.875
+  c.data.preset = preset
+  c.data.shuffle_buffer = 50_000
+  c.data.cache = "never"
   return c
 
 
@@ -224,15 +242,8 @@ def masked_image_config(objective, size, arg):
   c.mae = ml_collections.ConfigDict(dict(mask_ratio=0.75, decoder_width=512,
                                          decoder_depth=8, decoder_heads=16,
                                          norm_pix_loss=True))
-  c.data.dataset = "imagenet2012"
-  c.data.image_size = 224
-  c.data.eval_split = "validation"
-  c.data.knn_split = "train[:10%]"
-  c.data.eval_crop_fraction = 0.875
-  c.data.preset = "mae"
+  imagenet_data(c, "mae")
   c.data.num_views = 1
-  c.data.shuffle_buffer = 50_000
-  c.data.cache = "never"
   c.model.name = f"vit_{size}"
   c.model.patch_size = 16
   c.model.dtype = "bfloat16"
@@ -244,10 +255,12 @@ def masked_image_config(objective, size, arg):
   c.eval_every = 5000
   c.checkpoint_every = 2000
   c.eval.batch_size = 1024
-  # MAE's linear probe: BatchNorm head without affine parameters, LARS, 90 epochs,
-  # lr 0.1 x B/256 with 10 warm-up epochs (configs/linear_eval.py runs it offline).
+  # MAE's linear probe: BatchNorm head without affine parameters, LARS (trust 0.001),
+  # 90 epochs with 10 warm-up, lr 0.1 x 16384/256 = 6.4 (MAE's base lr at its probe batch
+  # of 16384; with LARS the step is relative to the weights, so it does not shrink with
+  # mssl's smaller probe batches). configs/linear_eval.py runs it offline.
   c.eval.update(dict(probe_normalization="batchnorm", probe_optimizer="lars",
-                     probe_epochs=90, probe_lr=0.1, probe_warmup_epochs=10.0))
+                     probe_epochs=90, probe_lr=6.4, probe_warmup_epochs=10.0))
   if "runlocal" in words:
     runlocal_masked_image(c)
   return c
@@ -264,15 +277,7 @@ def runlocal_masked_image(c):
   c.model.patch_size = 4
   c.model.dtype = "float32"
   c.mae.update(dict(decoder_width=64, decoder_depth=1, decoder_heads=2))
-  c.batch_size = 64
-  c.total_steps = 6
-  c.optimizer.update(dict(base_lr=1.5e-3, warmup_epochs=0.0))
-  c.log_every = 2
-  c.eval_every = 3
-  c.checkpoint_every = 3
-  c.eval.batch_size = 256
-  c.data.eval_split = "test[:512]"
-  c.data.knn_split = "train[:512]"
-  c.eval.update(dict(probe_epochs=2, probe_warmup_epochs=0.0, final=False,
-                     num_previews=4))
+  runlocal_schedule(c)
+  c.optimizer.base_lr = 1.5e-3
+  c.eval.update(dict(probe_warmup_epochs=0.0, num_previews=4))
   return c

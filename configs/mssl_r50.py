@@ -18,14 +18,7 @@ from configs import common
 
 def imagenet_r50(c, words):
   """ImageNet / ResNet-50 fields shared by the R50 configs."""
-  c.data.dataset = "imagenet2012"
-  c.data.image_size = 224
-  c.data.eval_split = "validation"
-  c.data.knn_split = "train[:10%]"
-  c.data.eval_crop_fraction = 0.875
-  c.data.preset = "mocov3"
-  c.data.shuffle_buffer = 50_000
-  c.data.cache = "never"
+  common.imagenet_data(c, "mocov3")
   c.model.name = "resnet50"
   c.model.stem = "imagenet"
   c.model.zero_init_residual = True

@@ -32,7 +32,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mssl import data as data_lib
 from mssl import export, loop, losses, models, optim, sharding, train, writers
 from mssl.models.vit import VIT_SIZES
 from mssl.train import IMAGE_MEAN, IMAGE_STD
@@ -119,13 +118,7 @@ def mix_batch(key, images, targets, *, mixup_alpha: float, cutmix_alpha: float,
 
 
 def make_optimizer(config, params, depth: int, total_steps: int, steps_per_epoch: int):
-  o = config.optimizer
-  schedule = optim.learning_rate_schedule(
-      base_lr=o.base_lr, global_batch=config.batch_size, total_steps=total_steps,
-      warmup_steps=int(o.warmup_epochs * steps_per_epoch), scale_by_batch=o.scale_by_batch)
-  tx = optim.make_optimizer(o.name, schedule, weight_decay=o.weight_decay,
-                            momentum=o.momentum, trust_coefficient=o.trust_coefficient,
-                            b1=o.b1, b2=o.b2, no_decay=NO_DECAY)
+  tx, schedule = optim.from_config(config, total_steps, steps_per_epoch, no_decay=NO_DECAY)
   multipliers = optim.layer_decay_multipliers(params, depth, config.finetune.layer_decay)
   return optax.chain(tx, optim.scale_by_multipliers(multipliers)), schedule
 
@@ -178,24 +171,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
   with run_config.unlocked():
     run_config.data = data_config
   mesh = sharding.make_mesh()
-  process, count = jax.process_index(), jax.process_count()
-  train_split = data_lib.load_split(data_config.dataset, data_config.train_split,
-                                    data_dir=data_config.data_dir,
-                                    download=data_config.download, process_index=process,
-                                    process_count=count)
-  num_classes = train_split.num_classes
-  if not num_classes:
+  data_config.num_views, data_config.num_small_crops = 1, 0  # one view per image
+  data = train.training_input(config, data_config)
+  if data.split.num_classes is None:
     raise ValueError(f"config.data.dataset={data_config.dataset!r} has no class labels; "
                      "fine-tuning needs a labelled dataset.")
-  total_steps, steps_per_epoch = train.steps(config, train_split.total_examples)
-  views = data_lib.preset(data_config.preset, **dict(data_config.preset_overrides))
-
-  def make_train_data(position: int):
-    return data_lib.train_dataset(
-        train_split, batch_size=config.batch_size // count,
-        image_size=data_config.image_size, views=views, num_views=1, seed=config.seed,
-        process_index=process, start_batch=position,
-        shuffle_buffer=data_config.shuffle_buffer, cache=data_config.cache)
+  num_classes, total_steps, steps_per_epoch = (data.num_classes, data.total_steps,
+                                               data.steps_per_epoch)
 
   classifier = build_classifier(pre_config, num_classes, config.finetune.drop_path)
   depth = VIT_SIZES[pre_config.model.name[len("vit_"):]][1]
@@ -224,7 +206,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       logits_metric="eval/accuracy")
   writer = writers.create_writer(workdir, is_main=is_main)
   job = loop.Job(objective="finetune", state=state, train_step=train_step,
-                 make_data=make_train_data, evaluate=lambda s: evaluator(s)[0],
+                 make_data=data.make_data, evaluate=lambda s: evaluator(s)[0],
                  total_steps=total_steps,
                  run_info={"num_classes": num_classes, "total_steps": total_steps,
                            "steps_per_epoch": steps_per_epoch,

@@ -30,8 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mssl import data as data_lib
-from mssl import export, loop, losses, matrix, models, optim, plots, sharding, train, writers
+from mssl import export, losses, matrix, models, optim, plots, sharding, train
 from mssl.models.mae import MAEOutput
 
 DEFAULT_LAM = {"mmae": 0.01, "umae": 0.01, "mae": 0.0}
@@ -71,14 +70,7 @@ def init_params(network: MaskedImageNetwork, image_size: int, seed: int) -> dict
 
 
 def make_optimizer(config, total_steps: int, steps_per_epoch: int):
-  o = config.optimizer
-  schedule = optim.learning_rate_schedule(
-      base_lr=o.base_lr, global_batch=config.batch_size, total_steps=total_steps,
-      warmup_steps=int(o.warmup_epochs * steps_per_epoch), scale_by_batch=o.scale_by_batch)
-  tx = optim.make_optimizer(o.name, schedule, weight_decay=o.weight_decay,
-                            momentum=o.momentum, trust_coefficient=o.trust_coefficient,
-                            b1=o.b1, b2=o.b2)
-  return tx, schedule
+  return optim.from_config(config, total_steps, steps_per_epoch)
 
 
 def create_state(params, tx, seed: int) -> dict:
@@ -156,75 +148,33 @@ def reconstructions(network, params, images, seed: int = 0) -> dict:
 
 def train_and_evaluate(config, workdir: str) -> dict:
   """Masked-image pretraining (resuming from ``workdir``), then evaluation."""
-  is_main = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
   mesh = sharding.make_mesh()
-  process, count = jax.process_index(), jax.process_count()
-  local_batch = config.batch_size // count
-  train_split = data_lib.load_split(config.data.dataset, config.data.train_split,
-                                    data_dir=config.data.data_dir,
-                                    download=config.data.download, process_index=process,
-                                    process_count=count)
-  num_classes = train_split.num_classes or 1
-  total_steps, steps_per_epoch = train.steps(config,
-                                             train_split.total_examples or config.batch_size)
-  views = data_lib.preset(config.data.preset, **dict(config.data.preset_overrides))
-
-  def make_train_data(position: int):
-    return data_lib.train_dataset(
-        train_split, batch_size=local_batch, image_size=config.data.image_size,
-        views=views, num_views=1, seed=config.seed, process_index=process,
-        start_batch=position, shuffle_buffer=config.data.shuffle_buffer,
-        cache=config.data.cache)
-
+  data = train.training_input(config)
+  num_classes, total_steps, steps_per_epoch = (data.num_classes, data.total_steps,
+                                               data.steps_per_epoch)
   network = build_network(config)
   tx, schedule = make_optimizer(config, total_steps, steps_per_epoch)
-  replicated = sharding.replicated(mesh)
   init = jax.jit(lambda: create_state(init_params(network, config.data.image_size,
                                                   config.seed), tx, config.seed),
-                 out_shardings=replicated)
-  train_step = jax.jit(make_train_step(config, network, tx, schedule),
-                       in_shardings=(replicated, sharding.batch_sharded(mesh)),
-                       out_shardings=(replicated, replicated), donate_argnums=(0,))
-  evaluator = make_evaluator(config, network, mesh, num_classes)
-  spectrum = []
+                 out_shardings=sharding.replicated(mesh))
 
-  def evaluate_and_keep_spectrum(state):
-    metrics, last = evaluator(state)
-    spectrum[:] = [last]
-    return metrics
+  def write_previews(state):
+    params = sharding.to_host(state["params"])  # every process takes part in the gather
+    if jax.process_index() == 0:
+      evaluator = make_evaluator(config, network, mesh, num_classes)
+      sample = next(evaluator.eval_batches())["image"][: config.eval.num_previews]
+      plots.write_reconstructions(os.path.join(workdir, "reconstructions.png"),
+                                  **reconstructions(network, params, sample, config.seed))
 
-  writer = writers.create_writer(workdir, is_main=is_main)
-  job = loop.Job(objective=config.objective, state=init(), train_step=train_step,
-                 make_data=make_train_data, evaluate=evaluate_and_keep_spectrum,
-                 total_steps=total_steps,
-                 run_info={"num_classes": num_classes, "total_steps": total_steps,
-                           "steps_per_epoch": steps_per_epoch})
-  outcome = loop.run(config, workdir, job, mesh, writer)
-  state = outcome.state
-  results = {"steps": int(state["step"]), "train_seconds": outcome.train_seconds,
-             **outcome.eval_metrics}
-  if not outcome.finished:
-    writer.close()
-    return {**results, "stopped_early": True}
-  params = sharding.to_host(state["params"])
-  if is_main:
-    plots.write_training_plots(workdir, spectrum[0] if spectrum else None)
-    sample = next(evaluator.eval_batches())["image"][: config.eval.num_previews]
-    plots.write_reconstructions(os.path.join(workdir, "reconstructions.png"),
-                                **reconstructions(network, params, sample, config.seed))
-  if config.eval.final:
-    final = {f"pretrained/{k}": v for k, v in
-             evaluator.probe({"params": state["params"]}).items()}
-    if config.eval.compare_random_init:
-      random_params = init_params(network, config.data.image_size, config.seed + 12345)
-      final.update({f"random_init/{k}": v for k, v in evaluator.probe(
-          {"params": sharding.replicate(mesh, random_params)}).items()})
-    writer.write_scalars(int(state["step"]), final)
-    results.update(final)
-    if is_main:
-      print(train.format_results(final))
-  writer.flush()
-  loop.write_results(workdir, results)
-  writer.close()
-  return results
+  return train.pretrain(
+      config, workdir, mesh, state=init(),
+      train_step=make_train_step(config, network, tx, schedule),
+      evaluator=make_evaluator(config, network, mesh, num_classes),
+      make_data=data.make_data,
+      run_info={"num_classes": num_classes, "total_steps": total_steps,
+                "steps_per_epoch": steps_per_epoch},
+      variables_of=lambda s: {"params": s["params"]},
+      random_variables=lambda: {"params": init_params(network, config.data.image_size,
+                                                      config.seed + 12345)},
+      after_training=write_previews)

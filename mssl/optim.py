@@ -103,6 +103,19 @@ def make_optimizer(name: str, learning_rate, *, weight_decay: float = 0.0,
   raise ValueError(f"config.optimizer.name must be one of {OPTIMIZERS}; got {name!r}.")
 
 
+def from_config(config, total_steps: int, steps_per_epoch: int,
+                no_decay: tuple[str, ...] = ()):
+  """``(optimiser, schedule)`` from ``config.optimizer`` and ``config.batch_size``."""
+  o = config.optimizer
+  schedule = learning_rate_schedule(
+      base_lr=o.base_lr, global_batch=config.batch_size, total_steps=total_steps,
+      warmup_steps=int(o.warmup_epochs * steps_per_epoch), scale_by_batch=o.scale_by_batch)
+  tx = make_optimizer(o.name, schedule, weight_decay=o.weight_decay, momentum=o.momentum,
+                      trust_coefficient=o.trust_coefficient, b1=o.b1, b2=o.b2,
+                      no_decay=no_decay)
+  return tx, schedule
+
+
 def ema_momentum(step, *, base: float, total_steps: int):
   """``1 - (1 - base) (cos(pi step / T) + 1) / 2``: ``base`` at step 0, 1 at the end."""
   progress = jnp.minimum(jnp.asarray(step, jnp.float32) / max(total_steps, 1), 1.0)

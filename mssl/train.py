@@ -105,13 +105,7 @@ def init_variables(network: SSLNetwork, image_size: int, seed: int) -> dict:
 
 def make_optimizer(config, total_steps: int, steps_per_epoch: int):
   """The SSL optimiser on everything but the online classifier, which gets plain SGD."""
-  o = config.optimizer
-  schedule = optim.learning_rate_schedule(
-      base_lr=o.base_lr, global_batch=config.batch_size, total_steps=total_steps,
-      warmup_steps=int(o.warmup_epochs * steps_per_epoch), scale_by_batch=o.scale_by_batch)
-  ssl = optim.make_optimizer(o.name, schedule, weight_decay=o.weight_decay,
-                             momentum=o.momentum, trust_coefficient=o.trust_coefficient,
-                             b1=o.b1, b2=o.b2)
+  ssl, schedule = optim.from_config(config, total_steps, steps_per_epoch)
   classifier = optax.sgd(optax.cosine_decay_schedule(config.classifier_lr, total_steps),
                          momentum=0.9)
   labels = lambda params: {k: ("classifier" if k == CLASSIFIER else "ssl") for k in params}
@@ -307,6 +301,37 @@ class Evaluator:
 NonFiniteLossError = loop.NonFiniteLossError
 
 
+@dataclasses.dataclass
+class TrainingInput:
+  """This process's training input and what follows from the dataset's size."""
+  split: Any
+  num_classes: int
+  total_steps: int
+  steps_per_epoch: int
+  make_data: Any            # input position -> tf.data.Dataset of this process's batches
+
+
+def training_input(config, data_config=None) -> TrainingInput:
+  """The training split of ``data_config`` (default ``config.data``), sharded over
+  processes, with the augmented-views dataset factory every trainer feeds its loop."""
+  d = config.data if data_config is None else data_config
+  process, count = jax.process_index(), jax.process_count()
+  split = data_lib.load_split(d.dataset, d.train_split, data_dir=d.data_dir,
+                              download=d.download, process_index=process,
+                              process_count=count)
+  total_steps, steps_per_epoch = steps(config, split.total_examples or config.batch_size)
+  views = data_lib.preset(d.preset, **dict(d.preset_overrides))
+
+  def make_data(position: int):
+    return data_lib.train_dataset(
+        split, batch_size=config.batch_size // count, image_size=d.image_size, views=views,
+        num_views=d.num_views, seed=config.seed, process_index=process,
+        start_batch=position, shuffle_buffer=d.shuffle_buffer, cache=d.cache,
+        num_small_crops=d.num_small_crops, small_size=d.small_size)
+  return TrainingInput(split, split.num_classes or 1, total_steps, steps_per_epoch,
+                       make_data)
+
+
 def steps(config, num_examples: int) -> tuple[int, int]:
   steps_per_epoch = max(1, num_examples // config.batch_size)
   total = (config.total_steps if config.total_steps > 0
@@ -333,29 +358,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if config.objective in validation.MASKED_IMAGE:
     from mssl import masked_image
     return masked_image.train_and_evaluate(config, workdir)
-  is_main = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
   mesh = sharding.make_mesh()
-  process, count = jax.process_index(), jax.process_count()
-  local_batch = config.batch_size // count
-
-  # Input.
-  train_split = data_lib.load_split(config.data.dataset, config.data.train_split,
-                                    data_dir=config.data.data_dir,
-                                    download=config.data.download, process_index=process,
-                                    process_count=count)
-  num_classes = train_split.num_classes or 1
-  num_examples = train_split.total_examples or config.batch_size
-  total_steps, steps_per_epoch = steps(config, num_examples)
-  views = data_lib.preset(config.data.preset, **dict(config.data.preset_overrides))
-
-  def make_train_data(position: int):
-    return data_lib.train_dataset(
-        train_split, batch_size=local_batch, image_size=config.data.image_size,
-        views=views, num_views=config.data.num_views, seed=config.seed,
-        process_index=process, start_batch=position,
-        shuffle_buffer=config.data.shuffle_buffer, cache=config.data.cache,
-        num_small_crops=config.data.num_small_crops, small_size=config.data.small_size)
+  data = training_input(config)
+  num_classes, total_steps, steps_per_epoch = (data.num_classes, data.total_steps,
+                                               data.steps_per_epoch)
 
   # Model, optimiser, state (replicated over the mesh).
   network = build_network(config, num_classes)
@@ -364,24 +371,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   init = jax.jit(lambda: create_state(init_variables(network, config.data.image_size,
                                                      config.seed), tx, config.seed),
                  out_shardings=replicated)
-  train_step = jax.jit(
-      make_train_step(config, network, tx, schedule, total_steps, steps_per_epoch),
-      in_shardings=(replicated, sharding.batch_sharded(mesh)),
-      out_shardings=(replicated, replicated), donate_argnums=(0,))
-  evaluator = Evaluator(config, network, mesh, num_classes)
+  return pretrain(
+      config, workdir, mesh, state=init(),
+      train_step=make_train_step(config, network, tx, schedule, total_steps, steps_per_epoch),
+      evaluator=Evaluator(config, network, mesh, num_classes), make_data=data.make_data,
+      run_info={"num_classes": num_classes, "total_steps": total_steps,
+                "steps_per_epoch": steps_per_epoch},
+      variables_of=lambda s: {"params": s["params"], "batch_stats": s["batch_stats"]},
+      random_variables=lambda: init_variables(network, config.data.image_size,
+                                              config.seed + 12345))
+
+
+def pretrain(config, workdir: str, mesh, *, state, train_step, evaluator: Evaluator,
+             make_data, run_info: dict, variables_of, random_variables,
+             after_training=None) -> dict:
+  """What every pretraining run does around its step (two-view and masked-image alike):
+  the sharded, donated jit of ``train_step``, :func:`mssl.loop.run`, the plots, the
+  trainer's ``after_training(state)`` hook, then (``config.eval.final``) the offline probe
+  of ``variables_of(state)`` beside ``random_variables()``, printed and saved."""
+  is_main = jax.process_index() == 0
+  replicated = sharding.replicated(mesh)
+  step = jax.jit(train_step, in_shardings=(replicated, sharding.batch_sharded(mesh)),
+                 out_shardings=(replicated, replicated), donate_argnums=(0,))
   spectrum = []
 
-  def evaluate_and_keep_spectrum(state):
-    metrics, last = evaluator(state)
+  def evaluate_and_keep_spectrum(s):
+    metrics, last = evaluator(s)
     spectrum[:] = [last]
     return metrics
 
   writer = writers.create_writer(workdir, is_main=is_main)
-  job = loop.Job(objective=config.objective, state=init(), train_step=train_step,
-                 make_data=make_train_data, evaluate=evaluate_and_keep_spectrum,
-                 total_steps=total_steps,
-                 run_info={"num_classes": num_classes, "total_steps": total_steps,
-                           "steps_per_epoch": steps_per_epoch})
+  job = loop.Job(objective=config.objective, state=state, train_step=step,
+                 make_data=make_data, evaluate=evaluate_and_keep_spectrum,
+                 total_steps=run_info["total_steps"], run_info=run_info)
   outcome = loop.run(config, workdir, job, mesh, writer)
   state = outcome.state
   results = {"steps": int(state["step"]), "train_seconds": outcome.train_seconds,
@@ -389,15 +411,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if not outcome.finished:  # stopped early (preemption, stop_after): resume later
     writer.close()
     return {**results, "stopped_early": True}
-  if is_main and spectrum:
-    plots.write_training_plots(workdir, spectrum[0])
+  if is_main:
+    plots.write_training_plots(workdir, spectrum[0] if spectrum else None)
+  if after_training is not None:
+    after_training(state)
   if config.eval.final:
-    variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
-    final = {f"pretrained/{k}": v for k, v in evaluator.probe(variables).items()}
+    final = {f"pretrained/{k}": v for k, v in evaluator.probe(variables_of(state)).items()}
     if config.eval.compare_random_init:
-      random_vars = init_variables(network, config.data.image_size, config.seed + 12345)
-      final.update({f"random_init/{k}": v for k, v in
-                    evaluator.probe(sharding.replicate(mesh, random_vars)).items()})
+      final.update({f"random_init/{k}": v for k, v in evaluator.probe(
+          sharding.replicate(mesh, random_variables())).items()})
     writer.write_scalars(int(state["step"]), final)
     results.update(final)
     if is_main:

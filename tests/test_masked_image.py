@@ -11,7 +11,7 @@ import pytest
 from mssl import export, finetune, losses, masked_image, models, optim, train, validation
 from mssl import writers
 
-from helpers import load_config
+from helpers import load_config, small
 
 
 def tiny_mae(**kw):
@@ -179,22 +179,13 @@ def test_mixup_and_cutmix_mix_targets_like_images(mixup, cutmix):
 
 # ------------------------------------------------------------ the pipeline --------------
 def masked_config(objective, tfds_dir, steps, **overrides):
-  c = load_config(f"{'mmae' if objective == 'mmae' else objective}_vitb", "runlocal")
-  c.data.data_dir = tfds_dir
-  c.total_steps = steps
+  """A runlocal masked-image config of ``steps`` steps at 32 px, batch 64."""
+  c = small(load_config(f"{objective}_vitb", "runlocal"), tfds_dir, **overrides)
+  c.data.image_size = 32
   c.batch_size = 64
+  c.total_steps = steps
   c.log_every = 1
-  c.eval_every = steps
-  c.checkpoint_every = steps
-  c.data.eval_split = "test[:128]"
-  c.data.knn_split = "train[:128]"
-  c.eval.batch_size = 64
-  for key, value in overrides.items():
-    target = c
-    *path, last = key.split(".")
-    for part in path:
-      target = target[part]
-    target[last] = value
+  c.eval_every = c.checkpoint_every = steps
   return c
 
 
