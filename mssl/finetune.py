@@ -176,9 +176,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   if data.split.num_classes is None:
     raise ValueError(f"config.data.dataset={data_config.dataset!r} has no class labels; "
                      "fine-tuning needs a labelled dataset.")
-  num_classes, total_steps, steps_per_epoch = (data.num_classes, data.total_steps,
-                                               data.steps_per_epoch)
-
+  num_classes = data.num_classes
   classifier = build_classifier(pre_config, num_classes, config.finetune.drop_path)
   depth = VIT_SIZES[pre_config.model.name[len("vit_"):]][1]
   encoder_params, pretrained_step = export.load_encoder_params(config.pretrained_workdir)
@@ -190,15 +188,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
     return params
 
   params = init_state()
-  tx, schedule = make_optimizer(config, params, depth, total_steps, steps_per_epoch)
-  replicated = sharding.replicated(mesh)
+  tx, schedule = make_optimizer(config, params, depth, data.total_steps,
+                                data.steps_per_epoch)
   state = jax.device_put({"step": jnp.zeros((), jnp.int32), "params": params,
                           "opt_state": tx.init(params),
                           "rng": jax.random.key_data(jax.random.key(config.seed + 1))},
-                         replicated)
-  train_step = jax.jit(make_train_step(config, classifier, tx, schedule, num_classes),
-                       in_shardings=(replicated, sharding.batch_sharded(mesh)),
-                       out_shardings=(replicated, replicated), donate_argnums=(0,))
+                         sharding.replicated(mesh))
+  train_step = loop.jit_train_step(
+      make_train_step(config, classifier, tx, schedule, num_classes), mesh)
   evaluator = train.Evaluator(
       run_config, classifier, mesh, num_classes, knn=False,
       apply=lambda v, x: classifier.apply({"params": v["params"]}, x,
@@ -207,11 +204,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
   writer = writers.create_writer(workdir, is_main=is_main)
   job = loop.Job(objective="finetune", state=state, train_step=train_step,
                  make_data=data.make_data, evaluate=lambda s: evaluator(s)[0],
-                 total_steps=total_steps,
-                 run_info={"num_classes": num_classes, "total_steps": total_steps,
-                           "steps_per_epoch": steps_per_epoch,
-                           "pretrained_workdir": config.pretrained_workdir,
-                           "pretrained_step": int(pretrained_step)})
+                 total_steps=data.total_steps,
+                 run_info=data.run_info(pretrained_workdir=config.pretrained_workdir,
+                                        pretrained_step=int(pretrained_step)))
   outcome = loop.run(run_config, workdir, job, mesh, writer)
   results = {"steps": int(outcome.state["step"]), "train_seconds": outcome.train_seconds,
              "pretrained_step": int(pretrained_step), **outcome.eval_metrics}

@@ -59,6 +59,14 @@ class Outcome:
   finished: bool                               # False: stopped early, resume later
 
 
+def jit_train_step(train_step, mesh):
+  """``train_step(state, batch)`` jitted for the loop: state replicated and donated (its
+  buffers are reused for the new state), batch sharded along the ``data`` axis."""
+  replicated = sharding.replicated(mesh)
+  return jax.jit(train_step, in_shardings=(replicated, sharding.batch_sharded(mesh)),
+                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+
 def check_finite(step: int, metrics: dict, objective: str, last_checkpoint) -> None:
   bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
   if "loss" in bad or any(k.startswith("loss/") for k in bad):

@@ -29,6 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from mssl import export, losses, matrix, models, optim, plots, sharding, train
 from mssl.models.mae import MAEOutput
@@ -104,7 +105,7 @@ def make_train_step(config, network: MaskedImageNetwork, tx, schedule):
         state["params"], batch["views"][0], key)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     new_state = dict(state, step=state["step"] + 1,
-                     params=jax.tree_util.tree_map(jnp.add, state["params"], updates),
+                     params=optax.apply_updates(state["params"], updates),
                      opt_state=opt_state)
     metrics = {"loss": loss, **{f"loss/{k}": v for k, v in aux.items()},
                "effective_rank_cls": rank, "learning_rate": schedule(state["step"]),
@@ -151,18 +152,17 @@ def train_and_evaluate(config, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   mesh = sharding.make_mesh()
   data = train.training_input(config)
-  num_classes, total_steps, steps_per_epoch = (data.num_classes, data.total_steps,
-                                               data.steps_per_epoch)
   network = build_network(config)
-  tx, schedule = make_optimizer(config, total_steps, steps_per_epoch)
+  tx, schedule = make_optimizer(config, data.total_steps, data.steps_per_epoch)
   init = jax.jit(lambda: create_state(init_params(network, config.data.image_size,
                                                   config.seed), tx, config.seed),
                  out_shardings=sharding.replicated(mesh))
 
+  evaluator = make_evaluator(config, network, mesh, data.num_classes)
+
   def write_previews(state):
     params = sharding.to_host(state["params"])  # every process takes part in the gather
     if jax.process_index() == 0:
-      evaluator = make_evaluator(config, network, mesh, num_classes)
       sample = next(evaluator.eval_batches())["image"][: config.eval.num_previews]
       plots.write_reconstructions(os.path.join(workdir, "reconstructions.png"),
                                   **reconstructions(network, params, sample, config.seed))
@@ -170,10 +170,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   return train.pretrain(
       config, workdir, mesh, state=init(),
       train_step=make_train_step(config, network, tx, schedule),
-      evaluator=make_evaluator(config, network, mesh, num_classes),
-      make_data=data.make_data,
-      run_info={"num_classes": num_classes, "total_steps": total_steps,
-                "steps_per_epoch": steps_per_epoch},
+      evaluator=evaluator, make_data=data.make_data, run_info=data.run_info(),
       variables_of=lambda s: {"params": s["params"]},
       random_variables=lambda: {"params": init_params(network, config.data.image_size,
                                                       config.seed + 12345)},

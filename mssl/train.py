@@ -310,6 +310,11 @@ class TrainingInput:
   steps_per_epoch: int
   make_data: Any            # input position -> tf.data.Dataset of this process's batches
 
+  def run_info(self, **extra) -> dict:
+    """What a run derives from its data, saved as ``run.json`` (with ``extra``)."""
+    return {"num_classes": self.num_classes, "total_steps": self.total_steps,
+            "steps_per_epoch": self.steps_per_epoch, **extra}
+
 
 def training_input(config, data_config=None) -> TrainingInput:
   """The training split of ``data_config`` (default ``config.data``), sharded over
@@ -361,22 +366,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   mesh = sharding.make_mesh()
   data = training_input(config)
-  num_classes, total_steps, steps_per_epoch = (data.num_classes, data.total_steps,
-                                               data.steps_per_epoch)
 
   # Model, optimiser, state (replicated over the mesh).
-  network = build_network(config, num_classes)
-  tx, schedule = make_optimizer(config, total_steps, steps_per_epoch)
-  replicated = sharding.replicated(mesh)
+  network = build_network(config, data.num_classes)
+  tx, schedule = make_optimizer(config, data.total_steps, data.steps_per_epoch)
   init = jax.jit(lambda: create_state(init_variables(network, config.data.image_size,
                                                      config.seed), tx, config.seed),
-                 out_shardings=replicated)
+                 out_shardings=sharding.replicated(mesh))
   return pretrain(
       config, workdir, mesh, state=init(),
-      train_step=make_train_step(config, network, tx, schedule, total_steps, steps_per_epoch),
-      evaluator=Evaluator(config, network, mesh, num_classes), make_data=data.make_data,
-      run_info={"num_classes": num_classes, "total_steps": total_steps,
-                "steps_per_epoch": steps_per_epoch},
+      train_step=make_train_step(config, network, tx, schedule, data.total_steps,
+                                 data.steps_per_epoch),
+      evaluator=Evaluator(config, network, mesh, data.num_classes),
+      make_data=data.make_data, run_info=data.run_info(),
       variables_of=lambda s: {"params": s["params"], "batch_stats": s["batch_stats"]},
       random_variables=lambda: init_variables(network, config.data.image_size,
                                               config.seed + 12345))
@@ -390,9 +392,7 @@ def pretrain(config, workdir: str, mesh, *, state, train_step, evaluator: Evalua
   trainer's ``after_training(state)`` hook, then (``config.eval.final``) the offline probe
   of ``variables_of(state)`` beside ``random_variables()``, printed and saved."""
   is_main = jax.process_index() == 0
-  replicated = sharding.replicated(mesh)
-  step = jax.jit(train_step, in_shardings=(replicated, sharding.batch_sharded(mesh)),
-                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+  step = loop.jit_train_step(train_step, mesh)
   spectrum = []
 
   def evaluate_and_keep_spectrum(s):

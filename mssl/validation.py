@@ -34,6 +34,18 @@ def _is_tfds_prepared(dataset: str, data_dir) -> bool:
     return False
 
 
+def _check_optimizer_and_length(config, check) -> None:
+  """What every trainer (pretraining, fine-tuning) needs of its optimiser and length."""
+  check(config.optimizer.name in optim.OPTIMIZERS,
+        f"config.optimizer.name={config.optimizer.name!r} is not allowed; allowed: "
+        f"{', '.join(optim.OPTIMIZERS)}.")
+  check(config.optimizer.base_lr > 0, f"config.optimizer.base_lr="
+        f"{config.optimizer.base_lr} must be positive.")
+  check(config.total_steps > 0 or config.num_epochs > 0,
+        f"config.total_steps={config.total_steps} and config.num_epochs="
+        f"{config.num_epochs}: one of them must be positive.")
+
+
 def _check_masked_image(config, check) -> None:
   """The M-MAE / U-MAE / MAE pipeline: a ViT, one view, a mask ratio, known loss keys."""
   objective = config.objective
@@ -103,20 +115,13 @@ def validate(config, *, device_count: int | None = None,
           f"allowed: {', '.join(TEACHERS)}.")
     check(0.0 <= config.ema.base <= 1.0, f"config.ema.base={config.ema.base} must be in "
           "[0, 1].")
-    check(config.optimizer.name in optim.OPTIMIZERS,
-          f"config.optimizer.name={config.optimizer.name!r} is not allowed; allowed: "
-          f"{', '.join(optim.OPTIMIZERS)}.")
-    check(config.optimizer.base_lr > 0, f"config.optimizer.base_lr="
-          f"{config.optimizer.base_lr} must be positive.")
+    _check_optimizer_and_length(config, check)
     check(config.grad_accum_steps == 1,
           f"config.grad_accum_steps={config.grad_accum_steps}: gradient accumulation is "
           "not supported. The covariance and contrastive objectives are not additive over "
           "micro-batches (a covariance of half a batch is not half a covariance), so "
           "accumulating gradients would change the objective; use a larger mesh or "
           "rematerialisation (config.model.remat=True) to fit the batch instead.")
-    check(config.total_steps > 0 or config.num_epochs > 0,
-          f"config.total_steps={config.total_steps} and config.num_epochs="
-          f"{config.num_epochs}: one of them must be positive.")
     check(config.data.preset in data.PRESETS,
           f"config.data.preset={config.data.preset!r} is not allowed; allowed: "
           f"{', '.join(sorted(data.PRESETS))}.")
@@ -138,12 +143,7 @@ def validate(config, *, device_count: int | None = None,
       check(f[name] >= 0, f"config.finetune.{name}={f[name]} must be >= 0 (0 disables).")
     for name in ("mix_prob", "switch_prob"):
       check(0.0 <= f[name] <= 1.0, f"config.finetune.{name}={f[name]} must be in [0, 1].")
-    check(config.optimizer.name in optim.OPTIMIZERS,
-          f"config.optimizer.name={config.optimizer.name!r} is not allowed; allowed: "
-          f"{', '.join(optim.OPTIMIZERS)}.")
-    check(config.total_steps > 0 or config.num_epochs > 0,
-          f"config.total_steps={config.total_steps} and config.num_epochs="
-          f"{config.num_epochs}: one of them must be positive.")
+    _check_optimizer_and_length(config, check)
   if config.mode in ("linear_eval", "finetune"):
     # The model and data of an offline evaluation come from the pretraining run.
     if problems:
