@@ -78,6 +78,10 @@ def learning_rate_schedule(*, base_lr: float, global_batch: int, total_steps: in
   """Linear warm-up to ``base_lr x B / 256`` (or ``base_lr``), then cosine to ``end_lr``."""
   peak = base_lr * global_batch / 256 if scale_by_batch else base_lr
   warmup_steps = min(warmup_steps, max(total_steps - 1, 0))
+  if warmup_steps == 0:  # the same values, without optax's warning about a 0-step ramp
+    return optax.cosine_decay_schedule(
+        init_value=peak, decay_steps=max(total_steps, 1),
+        alpha=0.0 if peak == 0 else end_lr / peak)
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=peak, warmup_steps=warmup_steps,
       decay_steps=max(total_steps, warmup_steps + 1), end_value=end_lr)
