@@ -3,7 +3,7 @@
 #
 # Loads the encoder from a pretraining workdir (`mssl.export.load_encoder`), embeds every
 # image of a folder and finds each image's nearest neighbours. Without a workdir of your
-# own, the notebook pretrains a small one first (a minute on a CPU), and writes a folder
+# own, the notebook pretrains a small one first (1-2 minutes on a CPU), and writes a folder
 # of images from the embedded dataset to embed. Set `WORKDIR` and `FOLDER` to use yours.
 # In Colab, first run `!pip install -q -e <repo>` from a clone of the repository.
 
@@ -29,7 +29,7 @@ if not os.path.isdir(os.path.join(WORKDIR, "checkpoints")):
   sys.path.insert(0, os.environ.get("MSSL_REPO", os.getcwd()))
   from configs import quickstart
   from mssl import train
-  config = quickstart.get_config("steps=4" if SMOKE else "steps=100")
+  config = quickstart.get_config("steps=4" if SMOKE else "steps=300")
   config.eval.final = False
   config.data.eval_split, config.data.knn_split = "test[:256]", "train[:256]"
   config.eval.batch_size = 128

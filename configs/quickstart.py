@@ -2,12 +2,23 @@
 
     python -m mssl.main --config=configs/quickstart.py --workdir=/tmp/mssl_quickstart
 
-Pretrains a narrow ResNet-18 (CIFAR stem, width 16, 16 px views) with the Matrix-SSL
-objective on ``mssl_shapes/32`` (generated locally on first use, no download), then
-evaluates the
-encoder with a linear probe and a kNN classifier beside the same encoder at
-random initialisation. It takes a few minutes on a 2-core CPU; see the README for the numbers
-it should print.
+Pretrains a narrow ResNet-18 (CIFAR stem, width 8, 16 px views) with the Matrix-SSL
+objective on ``mssl_shapes/32`` (generated locally on first use, no download) for 2000
+steps of batch 128 (about 13 epochs), then evaluates the encoder with a linear probe and a
+kNN classifier beside the same encoder at random initialisation. About 9 minutes on a
+2-core CPU; it should print about 43% / 43% (linear / kNN) against about 18% / 21% at
+random initialisation (see the README).
+
+Why these settings (each measured on the 2-core CPU, see the README's results):
+* width 8 and batch 128: a step costs 0.21 s instead of 1.3 s (width 16, batch 256), so
+  the budget holds 13 epochs rather than 4; at four epochs no objective we tried beat
+  random initialisation by more than five points here.
+* strong colour augmentation (hue over the whole circle, grayscale 80% of the time): the
+  shapes' colours are drawn per image, so with the usual jitter the two views are matched
+  by colour instead of shape. At the same budget, MoCo v3's jitter reaches 33% / 28%
+  instead of 43% / 43%.
+* crops of 50-100% of the image: smaller crops often miss the object (30-46% of the
+  image); 70-100% learns more slowly.
 """
 
 from configs import common
@@ -16,23 +27,27 @@ from configs import common
 def get_config(arg=None):
   words = common.parse_arg(arg)
   c = common.method_config("matrix_ssl", "runlocal")
-  c.model.width = 16
+  c.model.width = 8
   c.projector = common.head(hidden=(256,), out=256, bias=False, last_bn=True,
                             last_bn_affine=False)
   c.predictor = common.head(hidden=(128,), out=256, bias=False)
-  c.batch_size = 256
-  c.total_steps = int(words.get("steps", 300))
+  c.batch_size = 128
+  c.total_steps = int(words.get("steps", 2000))
   c.optimizer.update(dict(name="sgd", base_lr=0.5, weight_decay=1e-5, warmup_epochs=1.0))
   c.ema.base = 0.99
   c.data.image_size = 16               # 32 px images, viewed at 16 px: 4x less compute
   c.data.preset = "mocov3_cifar"
-  # Objects fill 30-46% of the image; crops below half of it often miss the object.
-  c.data.preset_overrides = {"crop_scale": (0.5, 1.0)}
+  c.data.preset_overrides = {
+      "crop_scale": (0.5, 1.0),   # objects fill 30-46% of the image
+      # Colour is drawn per image and says nothing of the class: take it away.
+      "brightness": 0.8, "contrast": 0.8, "saturation": 0.8, "hue": 0.5,
+      "grayscale": 0.8,
+  }
   c.data.eval_split = "test[:2000]"
   c.data.knn_split = "train[:5000]"
-  c.log_every = 25
-  c.eval_every = 100
-  c.checkpoint_every = 100
+  c.log_every = 50
+  c.eval_every = 500
+  c.checkpoint_every = 500
   c.eval.batch_size = 500
   c.eval.probe_epochs = 30
   c.eval.final = True

@@ -21,6 +21,12 @@ def test_notebooks_are_built_from_their_sources():
     assert kinds[0] == "markdown" and kinds.count("code") >= 3, (name, kinds)
 
 
+def notebooks_config(name):
+  sys.path.insert(0, str(ROOT))
+  module = __import__(f"configs.{name}", fromlist=["get_config"])
+  return module.get_config(None)
+
+
 def run_notebook(name, out, tfds_dir, extra_env=None):
   """Executes the notebook's code cells in order, in a fresh interpreter."""
   code = notebooks.code_of(COLABS / name)
@@ -56,5 +62,6 @@ def test_quickstart_notebook(tmp_path, tfds_dir):
 def test_embed_images_notebook(tmp_path, tfds_dir):
   out = run_notebook("embed_images.ipynb", tmp_path, tfds_dir)
   assert len(list((tmp_path / "my_images").glob("*.png"))) == 40
-  assert "features: (40, 128) float32" in out
+  width = 8 * notebooks_config("quickstart").model.width  # ResNet-18: 8x the stem width
+  assert f"features: (40, {width}) float32" in out
   assert "nearest neighbour has the same shape for" in out

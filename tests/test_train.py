@@ -29,9 +29,10 @@ METHODS = ("matrix_ssl", "mec", "kernel_ssl", "simclr", "byol", "simsiam", "barl
 def test_every_objective_runlocal(method, tfds_dir, tmp_path):
   config = small(load_config(f"{method}_r18_cifar", "runlocal"), tfds_dir,
                  total_steps=2, eval_every=2, checkpoint_every=2, log_every=1)
-  if method != "matrix_ssl":  # the objective path is under test: a 2-block ViT compiles
-    config.model.name = "vit_micro"  # in a fraction of a ResNet's time
-    config.model.patch_size = 4
+  # The objective path is under test: a 2-block ViT compiles in a fraction of a ResNet's
+  # time (the ResNet trains in test_quickstart_recipe_beats_random_init).
+  config.model.name = "vit_micro"
+  config.model.patch_size = 4
   results = train.train_and_evaluate(config, str(tmp_path))
   assert results["steps"] == 2
   assert (tmp_path / "checkpoints" / "2").is_dir()
@@ -57,9 +58,28 @@ def test_end_to_end_on_mock_tfds(tmp_path):
   config.batch_size = 16
   config.eval.batch_size = 16
   config.total_steps = 2
+  config.model.name, config.model.patch_size = "vit_micro", 4  # the data path is under test
   with tfds.testing.mock_data(num_examples=32):
     results = train.train_and_evaluate(config, str(tmp_path))
   assert results["steps"] == 2 and (tmp_path / "checkpoints" / "2").is_dir()
+
+
+# ------------------------------------------------------------ the quickstart learns ----
+def test_quickstart_recipe_beats_random_init(tfds_dir, tmp_path):
+  """The README's quickstart command, shortened to 500 of its 2000 steps (~2 min), already
+  puts the pretrained encoder clearly above the same encoder at random initialisation
+  (measured here: linear 25.7% vs 18.4%, kNN 25.4% vs 21.3%; at 2000 steps 43% vs 18-21%).
+  A broken objective, augmentation or optimiser leaves it at the random-init level."""
+  done = run_main(["--config=configs/quickstart.py:steps=500", f"--workdir={tmp_path}",
+                   f"--config.data.data_dir={tfds_dir}", "--config.eval_every=500",
+                   "--config.checkpoint_every=500"],
+                  env_extra={"XLA_FLAGS": ""}, timeout=900)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "pretrained encoder" in done.stdout and "random init" in done.stdout
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert results["pretrained/linear_probe"] > results["random_init/linear_probe"] + 0.04, \
+      results
+  assert results["pretrained/knn"] > results["random_init/knn"] + 0.02, results
 
 
 # ------------------------------------------------------------ resume -------------------
