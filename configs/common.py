@@ -47,7 +47,7 @@ def get_config():
       download=False, train_split="train", eval_split="test", knn_split="train[:10000]",
       image_size=32, preset="mocov3_cifar", preset_overrides={}, num_views=2,
       num_small_crops=0, small_size=96, shuffle_buffer=10_000, cache="auto",
-      eval_crop_fraction=1.0))
+      eval_crop_fraction=1.0, autotune=True))
 
   c.model = ml_collections.ConfigDict(dict(
       name="resnet18", stem="cifar", width=64, zero_init_residual=False, dtype="float32",
@@ -93,6 +93,7 @@ def runlocal(c):
       c.data.preset in ("mae", "none") else c.data.preset + "_cifar"
   c.data.shuffle_buffer = 2_000
   c.data.eval_crop_fraction = 1.0
+  c.data.autotune = False  # see mssl.data.pipeline._options: no 60 s waits on a CPU
   c.model.name = "resnet18"
   c.model.stem = "cifar"
   c.model.width = 8
@@ -273,6 +274,7 @@ def runlocal_masked_image(c):
   c.data.eval_crop_fraction = 1.0
   c.data.shuffle_buffer = 2_000
   c.data.cache = "auto"
+  c.data.autotune = False
   c.model.name = "vit_micro"
   c.model.patch_size = 4
   c.model.dtype = "float32"

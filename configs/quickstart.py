@@ -5,7 +5,7 @@
 Pretrains a narrow ResNet-18 (CIFAR stem, width 8, 16 px views) with the Matrix-SSL
 objective on ``mssl_shapes/32`` (generated locally on first use, no download) for 2000
 steps of batch 128 (about 13 epochs), then evaluates the encoder with a linear probe and a
-kNN classifier beside the same encoder at random initialisation. About 9 minutes on a
+kNN classifier beside the same encoder at random initialisation. About 8.5 minutes on a
 2-core CPU; it should print about 43% / 43% (linear / kNN) against about 18% / 21% at
 random initialisation (see the README).
 

@@ -23,6 +23,7 @@ probe (BatchNorm head without affine parameters, LARS) and kNN on frozen CLS fea
 
 from __future__ import annotations
 
+import functools
 import os
 
 import flax.linen as nn
@@ -64,6 +65,7 @@ def build_network(config) -> MaskedImageNetwork:
       norm_pix_loss=mae.norm_pix_loss, dtype=jnp.dtype(m.dtype), remat=m.remat))
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))  # eager init compiles op by op
 def init_params(network: MaskedImageNetwork, image_size: int, seed: int) -> dict:
   dummy = jnp.zeros((2, image_size, image_size, 3), jnp.float32)
   key = jax.random.key(seed)

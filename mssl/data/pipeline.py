@@ -164,10 +164,18 @@ def load_split(dataset: str, split: str, *, data_dir: Optional[str] = None,
   return _load_tfds(dataset, split, data_dir, download, process_index, process_count)
 
 
-def _options() -> tf.data.Options:
+def _options(autotune: bool = True) -> tf.data.Options:
+  """Deterministic order, a private thread pool, and tf.data's autotuning on or off.
+
+  With autotuning off, ``AUTOTUNE`` parallelism falls back to TF's default (the thread
+  pool's size). Turning it off suits CPU-sized runs: deleting a long-lived iterator (at
+  the end of training, after every evaluation) waits for the tuner's next round, which TF
+  spaces up to 60 s apart (measured: 44 s at the end of the quickstart, none without it).
+  """
   options = tf.data.Options()
   options.deterministic = True
   options.threading.private_threadpool_size = max(2, os.cpu_count() or 2)
+  options.autotune.enabled = autotune
   return options
 
 
@@ -189,7 +197,7 @@ def train_dataset(split: Split, *, batch_size: int, image_size: int,
                   views: Sequence[augment.ViewConfig], num_views: int = 2, seed: int = 0,
                   process_index: int = 0, start_batch: int = 0, shuffle_buffer: int = 10_000,
                   cache="auto", num_small_crops: int = 0,
-                  small_size: int = 96) -> tf.data.Dataset:
+                  small_size: int = 96, autotune: bool = True) -> tf.data.Dataset:
   """Infinite batches ``{"views": (V [+ small]) x (B, S, S, 3) float32, "label": (B,)}``."""
   if num_views < 1:
     raise ValueError(f"num_views must be at least 1; got {num_views}.")
@@ -207,12 +215,12 @@ def train_dataset(split: Split, *, batch_size: int, image_size: int,
     return {"views": views_out, "label": example["label"]}
   ds = ds.map(make_views, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-  return ds.with_options(_options())
+  return ds.with_options(_options(autotune))
 
 
 def eval_dataset(split: Split, *, batch_size: int, image_size: int,
-                 crop_fraction: float = 0.875,
-                 num_batches: Optional[int] = None) -> tf.data.Dataset:
+                 crop_fraction: float = 0.875, num_batches: Optional[int] = None,
+                 autotune: bool = True) -> tf.data.Dataset:
   """One pass of ``{"image": (B, S, S, 3), "label": (B,), "mask": (B,)}`` batches.
 
   The last batch is padded (``mask = 0``). ``num_batches`` pads with empty batches up to a
@@ -231,7 +239,7 @@ def eval_dataset(split: Split, *, batch_size: int, image_size: int,
       count = int(ds.reduce(0, lambda n, _: n + 1))
     num_batches = -(-count // batch_size)
   ds = ds.concatenate(padding).take(num_batches * batch_size)
-  return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(_options())
+  return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(_options(autotune))
 
 
 def eval_num_batches(total_examples: int, process_count: int, batch_size: int) -> int:
