@@ -256,6 +256,19 @@ def test_same_seed_same_batches_and_resume(shapes_dir):
   assert resumed.position == 4
 
 
+def test_autotune_switch_changes_the_options_not_the_batches(shapes_dir):
+  split = data.load_split("mssl_shapes/32", "test", data_dir=shapes_dir)
+  tuned = _train(split, "mocov3_cifar", seed=3, shuffle_buffer=500)
+  fixed = _train(split, "mocov3_cifar", seed=3, shuffle_buffer=500, autotune=False)
+  assert tuned.options().autotune.enabled is not False
+  assert fixed.options().autotune.enabled is False
+  for want, got in zip(tuned.take(3).as_numpy_iterator(), fixed.take(3).as_numpy_iterator()):
+    for x, y in zip(want["views"], got["views"]):
+      np.testing.assert_array_equal(x, y)
+  evaluation = data.eval_dataset(split, batch_size=64, image_size=16, autotune=False)
+  assert evaluation.options().autotune.enabled is False
+
+
 def test_epochs_reshuffle_and_cover_the_data(shapes_dir):
   split = data.load_split("mssl_shapes/32", "test", data_dir=shapes_dir,
                           process_index=0, process_count=50)  # 100 examples
