@@ -25,7 +25,7 @@ from mssl import train, writers
 # ## 1. Pretrain
 # `configs/quickstart.py`: a narrow ResNet-18 (CIFAR stem, width 8) trained with the
 # Matrix-SSL objective on 16 px views of `mssl_shapes/32`, 2000 steps of batch 128 (about
-# 9 minutes on a 2-core CPU, faster on a Colab GPU). It prints the linear-probe and kNN
+# 8.5 minutes on a 2-core CPU, faster on a Colab GPU). It prints the linear-probe and kNN
 # accuracy of the pretrained encoder beside the same encoder at random initialisation
 # (measured on a 2-core CPU: 43% / 43% against 18% / 21%). Running the cell again resumes
 # from the workdir's checkpoint (and returns at once when training is done).

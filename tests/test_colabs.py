@@ -11,6 +11,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 COLABS = ROOT / "colabs"
 sys.path.insert(0, str(COLABS))
 import notebooks  # noqa: E402
+from helpers import load_config  # noqa: E402
 
 
 def test_notebooks_are_built_from_their_sources():
@@ -19,12 +20,6 @@ def test_notebooks_are_built_from_their_sources():
     nb = json.loads((COLABS / name.replace(".py", ".ipynb")).read_text())
     kinds = [c["cell_type"] for c in nb["cells"]]
     assert kinds[0] == "markdown" and kinds.count("code") >= 3, (name, kinds)
-
-
-def notebooks_config(name):
-  sys.path.insert(0, str(ROOT))
-  module = __import__(f"configs.{name}", fromlist=["get_config"])
-  return module.get_config(None)
 
 
 def run_notebook(name, out, tfds_dir, extra_env=None):
@@ -62,6 +57,6 @@ def test_quickstart_notebook(tmp_path, tfds_dir):
 def test_embed_images_notebook(tmp_path, tfds_dir):
   out = run_notebook("embed_images.ipynb", tmp_path, tfds_dir)
   assert len(list((tmp_path / "my_images").glob("*.png"))) == 40
-  width = 8 * notebooks_config("quickstart").model.width  # ResNet-18: 8x the stem width
+  width = 8 * load_config("quickstart").model.width  # ResNet-18: 8x the stem width
   assert f"features: (40, {width}) float32" in out
   assert "nearest neighbour has the same shape for" in out

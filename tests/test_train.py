@@ -66,7 +66,7 @@ def test_end_to_end_on_mock_tfds(tmp_path):
 
 # ------------------------------------------------------------ the quickstart learns ----
 def test_quickstart_recipe_beats_random_init(tfds_dir, tmp_path):
-  """The README's quickstart command, shortened to 500 of its 2000 steps (~2 min), already
+  """The README's quickstart command, shortened to 500 of its 2000 steps (~3 min), already
   puts the pretrained encoder clearly above the same encoder at random initialisation
   (measured here: linear 25.7% vs 18.0%, kNN 25.4% vs 20.5%; at 2000 steps 43% vs 18-21%).
   A broken objective, augmentation or optimiser leaves it at the random-init level."""
