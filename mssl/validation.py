@@ -7,15 +7,15 @@ All problems are collected and reported together in one ``ValueError``.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
+import jax.numpy as jnp
 
 from mssl import data, losses, models, optim
 
 MODES = ("pretrain", "linear_eval", "finetune")
-# Keyword arguments each masked-image objective accepts in config.loss.
-MASKED_IMAGE_LOSS_KEYS = {"mmae": ("lam", "mu", "center"), "umae": ("lam",), "mae": ("lam",)}
 TEACHERS = ("ema", "online", "none")
 DTYPES = ("float32", "bfloat16")
 # Objectives of the masked-image trainer (mssl.masked_image); the rest are two-view.
@@ -41,9 +41,12 @@ def _check_optimizer_and_length(config, check) -> None:
         f"{', '.join(optim.OPTIMIZERS)}.")
   check(config.optimizer.base_lr > 0, f"config.optimizer.base_lr="
         f"{config.optimizer.base_lr} must be positive.")
+  check(config.total_steps == -1 or config.total_steps > 0,
+        f"config.total_steps={config.total_steps} is not allowed; allowed: a positive "
+        "number of steps, or -1 to train for config.num_epochs.")
   check(config.total_steps > 0 or config.num_epochs > 0,
-        f"config.total_steps={config.total_steps} and config.num_epochs="
-        f"{config.num_epochs}: one of them must be positive.")
+        f"config.num_epochs={config.num_epochs} must be positive when "
+        f"config.total_steps={config.total_steps} (-1: the length is set in epochs).")
 
 
 def _check_masked_image(config, check) -> None:
@@ -55,9 +58,6 @@ def _check_masked_image(config, check) -> None:
         f"{', '.join(m for m in models.ENCODERS if m.startswith('vit_'))}.")
   check(config.data.num_views == 1, f"config.data.num_views={config.data.num_views}: "
         f"objective {objective!r} is single-branch; set it to 1.")
-  check(config.data.image_size % config.model.patch_size == 0,
-        f"config.data.image_size={config.data.image_size} must be a multiple of "
-        f"config.model.patch_size={config.model.patch_size}.")
   mae = config.get("mae")
   check(mae is not None, f"config.mae is missing: objective {objective!r} needs the "
         "masked auto-encoder's settings (mask_ratio, decoder_width, decoder_depth, "
@@ -65,12 +65,55 @@ def _check_masked_image(config, check) -> None:
   if mae is not None:
     check(0.0 <= mae.mask_ratio < 1.0, f"config.mae.mask_ratio={mae.mask_ratio} must be "
           "in [0, 1).")
-  allowed = MASKED_IMAGE_LOSS_KEYS[objective]
-  unknown = sorted(set(config.loss.keys()) - set(allowed))
-  check(not unknown, f"config.loss has {unknown} which objective {objective!r} does not "
-        f"take; allowed: {', '.join(allowed)}.")
-  if "lam" in config.loss:
-    check(config.loss.lam >= 0, f"config.loss.lam={config.loss.lam} must be >= 0.")
+
+
+def loss_values(config) -> dict:
+  """``config.loss`` as keyword arguments (lists, as JSON gives them back, as tuples)."""
+  return {k: (tuple(v) if isinstance(v, list) else v) for k, v in config.loss.items()}
+
+
+def _trace_objective(config) -> None:
+  """Traces (no compile, no data) the objective on a tiny batch with ``config.loss``, so
+  whatever the objective itself rejects (a ``logm`` or ``kernel`` choice, ``order=0``)
+  fails here rather than inside the first jitted step."""
+  objective, kwargs = config.objective, loss_values(config)
+  batch, dim = 8, 4
+  x = jax.ShapeDtypeStruct((batch, dim), jnp.float32)
+  if objective in MASKED_IMAGE:
+    tokens = jax.ShapeDtypeStruct((batch, 3, 5), jnp.float32)
+    mask = jax.ShapeDtypeStruct((batch, 3), jnp.float32)
+    fn = functools.partial(losses.masked_image_objective, regularizer=objective, **kwargs)
+    jax.eval_shape(fn, tokens, tokens, mask, x)
+    return
+  spec = losses.spec(objective)
+  if objective == "mec" and "lam_inv" not in kwargs:
+    kwargs["lam_inv"] = 1.0  # the trainer's warm-up schedule provides it
+  fn = functools.partial(spec.fn, **kwargs)
+  if spec.inputs == "two_branch":
+    jax.eval_shape(fn, x, x, x, x)
+  elif spec.inputs == "pair":
+    jax.eval_shape(fn, x, x)
+  elif spec.inputs == "multi_view":
+    jax.eval_shape(fn, [x] * max(2, config.data.num_views))
+  else:
+    jax.eval_shape(fn, x)
+
+
+def _check_loss(config, check) -> None:
+  """``config.loss`` against the objective: known keys, values in their domains, and
+  whatever the objective rejects when traced."""
+  objective = config.objective
+  allowed = losses.loss_keywords(objective)
+  problems = losses.check_keywords(allowed, loss_values(config), objective=objective)
+  for problem in problems:
+    check(False, problem)
+  if problems:
+    return
+  try:
+    _trace_objective(config)
+  except Exception as error:  # the objective's own message names the argument
+    check(False, f"config.loss={loss_values(config)!r} is rejected by objective "
+          f"{objective!r}: {type(error).__name__}: {error}")
 
 
 def validate(config, *, device_count: int | None = None,
@@ -96,6 +139,8 @@ def validate(config, *, device_count: int | None = None,
           f"objective; allowed: {', '.join(names)}.")
     if objective in MASKED_IMAGE:
       _check_masked_image(config, check)
+    if objective in names:
+      _check_loss(config, check)
     if objective in names and objective not in MASKED_IMAGE:
       spec = losses.spec(objective)
       check(config.data.num_views >= spec.min_views,
@@ -130,6 +175,12 @@ def validate(config, *, device_count: int | None = None,
           f"{', '.join(data.pipeline.CACHE_MODES)}.")
     for every in ("log_every", "eval_every", "checkpoint_every"):
       check(config[every] > 0, f"config.{every}={config[every]} must be positive.")
+    check(config.keep_checkpoints >= 1,
+          f"config.keep_checkpoints={config.keep_checkpoints} is not allowed; allowed: an "
+          "integer >= 1 (with 0 the run would end with no checkpoint, and no model).")
+    check(config.data.image_size > 0,
+          f"config.data.image_size={config.data.image_size} must be a positive number of "
+          "pixels.")
 
   if config.mode == "finetune":
     f = config.finetune
@@ -154,6 +205,11 @@ def validate(config, *, device_count: int | None = None,
         f"{', '.join(models.ENCODERS)}.")
   check(config.model.dtype in DTYPES, f"config.model.dtype={config.model.dtype!r} is not "
         f"allowed; allowed: {', '.join(DTYPES)}.")
+  if config.model.name.startswith("vit_") and config.data.image_size > 0:
+    check(config.model.patch_size > 0 and
+          config.data.image_size % config.model.patch_size == 0,
+          f"config.data.image_size={config.data.image_size} must be a positive multiple of "
+          f"config.model.patch_size={config.model.patch_size} for {config.model.name!r}.")
   if config.model.name.startswith("resnet"):
     check(config.model.stem in models.resnet.STEMS, f"config.model.stem="
           f"{config.model.stem!r} is not allowed; allowed: "

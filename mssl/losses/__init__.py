@@ -6,7 +6,8 @@ consumes). In two-branch objectives ``z1, z2`` are the online outputs and ``p1, 
 target outputs; the objective applies the stop-gradients itself.
 """
 
-from mssl.losses.registry import Objective, get, names, register, spec
+from mssl.losses.registry import (DOMAINS, Objective, check_keywords, get, keywords, names,
+                                  register, spec)
 from mssl.losses.matrix_ssl import (matrix_alignment, matrix_ssl, matrix_uniformity, mec,
                                     mec_lam_inv, mec_lam_inv_schedule, mec_trace)
 from mssl.losses.kernel_ssl import kernel_ssl
@@ -18,10 +19,23 @@ from mssl.losses.redundancy import barlow_twins, vicreg
 from mssl.losses.predictive import byol, simsiam
 
 __all__ = [
-    "MASKED_IMAGE", "Objective", "get", "names", "register", "spec",
+    "DOMAINS", "MASKED_IMAGE", "Objective", "check_keywords", "get", "keywords",
+    "loss_keywords", "names",
+    "register", "spec",
     "matrix_ssl", "matrix_uniformity", "matrix_alignment", "mec", "mec_lam_inv",
     "mec_lam_inv_schedule", "mec_trace", "kernel_ssl", "masked_image_objective",
     "mmae_regularizer", "reconstruction_loss",
     "umae_regularizer", "frossl", "simclr", "spectral_contrastive", "barlow_twins",
     "vicreg", "byol", "simsiam",
 ]
+
+
+def loss_keywords(objective: str) -> dict:
+  """The ``config.loss`` keys of ``objective`` with their defaults: the registered
+  function's keyword arguments and, for a masked-image regulariser (run inside
+  :func:`masked_image_objective`), that function's own (``lam``, ...)."""
+  allowed = dict(keywords(objective))
+  if objective in MASKED_IMAGE:
+    allowed.update({k: v for k, v in keywords(masked_image_objective).items()
+                    if k != "regularizer"})
+  return allowed

@@ -9,12 +9,19 @@ Each entry records what the objective consumes, so the trainer knows what to fee
 * ``"single"``: ``fn(z, **hparams)``: one batch (the M-MAE / U-MAE regularisers).
 
 Every objective returns ``(loss, aux)``, ``aux`` a dict of scalar components.
+
+The registry is also where a config's ``loss`` block is checked before anything is built:
+:func:`keywords` lists the hyperparameters an objective takes (read from its signature, so
+a new objective needs no table), and :func:`check_keywords` rejects unknown keys and values
+outside their domain (``DOMAINS``), naming the key, the value and what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+import inspect
+import numbers
+from typing import Any, Callable
 
 INPUTS = ("two_branch", "pair", "multi_view", "single")
 
@@ -59,3 +66,72 @@ def get(name: str) -> Callable:
 
 def names() -> list[str]:
   return sorted(_REGISTRY)
+
+
+# ------------------------------------------------------------------ hyperparameters ---
+def keywords(fn_or_name) -> dict[str, Any]:
+  """The keyword-only hyperparameters of an objective and their defaults
+  (``inspect.Parameter.empty`` for a required one, e.g. MEC's ``lam_inv``)."""
+  fn = get(fn_or_name) if isinstance(fn_or_name, str) else fn_or_name
+  return {name: p.default for name, p in inspect.signature(fn).parameters.items()
+          if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def _real(x) -> bool:
+  return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _positive(x):
+  return _real(x) and x > 0
+
+
+def _non_negative(x):
+  return _real(x) and x >= 0
+
+
+def _positive_int(x):
+  return isinstance(x, numbers.Integral) and not isinstance(x, bool) and x >= 1
+
+
+# keyword -> (test, what is allowed). Shared names mean the same thing in every objective
+# that takes them (docs/methods.md); keys not listed are checked by the objective itself
+# when the validation pass traces it (choices such as ``logm`` and ``kernel``).
+DOMAINS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "lam": (_non_negative, "a number >= 0"),
+    "mu": (_positive, "a number > 0"),
+    "gamma": (_non_negative, "a number >= 0"),
+    "order": (_positive_int, "an integer >= 1"),
+    "lam_inv": (_positive, "a number > 0"),
+    "w_hsic": (_non_negative, "a number >= 0"),
+    "bandwidth": (lambda x: x is None or _positive(x), "None (median heuristic) or > 0"),
+    "degree": (_positive_int, "an integer >= 1"),
+    "coef0": (_non_negative, "a number >= 0"),
+    "temperature": (_positive, "a number > 0"),
+    "lambd": (_non_negative, "a number >= 0"),
+    "scale": (_positive, "a number > 0"),
+    "sim_weight": (_non_negative, "a number >= 0"),
+    "var_weight": (_non_negative, "a number >= 0"),
+    "cov_weight": (_non_negative, "a number >= 0"),
+    "invariance_weight": (_non_negative, "a number >= 0"),
+    "center": (lambda x: isinstance(x, bool), "True or False"),
+    "reference_world_size": (_positive_int, "an integer >= 1"),
+}
+
+
+def check_keywords(allowed, values: dict, *, where: str = "config.loss",
+                   objective: str = "") -> list[str]:
+  """Problems with ``values`` (a loss block) for an objective taking ``allowed`` keywords:
+  unknown keys, and values outside :data:`DOMAINS`. Returns messages (empty: all good)."""
+  problems = []
+  unknown = sorted(set(values) - set(allowed))
+  if unknown:
+    problems.append(
+        f"{where} has {', '.join(unknown)}, which objective {objective!r} does not take; "
+        f"allowed: {', '.join(sorted(allowed)) or '(none)'}.")
+  for key, value in sorted(values.items()):
+    if key in DOMAINS and key in allowed:
+      test, allowed_values = DOMAINS[key]
+      if not test(value):
+        problems.append(f"{where}.{key}={value!r} is not allowed for objective "
+                        f"{objective!r}; allowed: {allowed_values}.")
+  return problems

@@ -1,0 +1,83 @@
+"""The validation pass rejects, before anything is built, what used to fail late or train
+silently: loss keys an objective does not take, values outside their domain, lengths and
+sizes that cannot run. Each message names the field, the value and what is allowed."""
+
+import pytest
+
+from mssl import losses, validation
+
+from helpers import load_config
+
+
+def problems(name="quickstart", arg=None, **overrides):
+  config = load_config(name, arg)
+  for key, value in overrides.items():
+    target = config
+    *path, last = key.split(".")
+    for part in path:
+      target = target[part]
+    target[last] = value
+  with pytest.raises(validation.ConfigError) as info:
+    validation.validate(config, device_count=1, process_count=1)
+  return str(info.value)
+
+
+def test_every_registered_objective_lists_its_keywords_from_its_signature():
+  assert losses.loss_keywords("vicreg") == dict(sim_weight=25.0, var_weight=25.0,
+                                                cov_weight=1.0)
+  assert set(losses.loss_keywords("matrix_ssl")) == {"lam", "mu", "gamma", "order", "logm",
+                                                      "side"}
+  # A masked-image regulariser also takes masked_image_objective's keywords (lam).
+  assert {"lam", "mu", "center"} <= set(losses.loss_keywords("mmae"))
+  assert "regularizer" not in losses.loss_keywords("umae")
+  for name in losses.names():  # every shared keyword name has a domain, or is a choice
+    for key in losses.loss_keywords(name):
+      assert key in losses.DOMAINS or key in ("logm", "kernel", "side"), (name, key)
+
+
+def test_switching_objective_without_its_loss_keys_fails_naming_them():
+  message = problems(objective="vicreg")
+  assert ("config.loss has gamma, lam, mu, order, which objective 'vicreg' does not take; "
+          "allowed: cov_weight, sim_weight, var_weight.") in message
+  message = problems("simclr_r18_cifar", "runlocal", **{"loss.temprature": 0.2})
+  assert "config.loss has temprature" in message and "allowed: temperature" in message
+
+
+@pytest.mark.parametrize("key,value,allowed", [
+    ("loss.mu", -1.0, "a number > 0"),
+    ("loss.lam", -0.5, "a number >= 0"),
+    ("loss.order", 0, "an integer >= 1"),
+    ("loss.gamma", -1.0, "a number >= 0"),
+])
+def test_objective_values_outside_their_domain(key, value, allowed):
+  message = problems(**{key: value})
+  assert (f"config.{key}={value!r} is not allowed for objective 'matrix_ssl'; "
+          f"allowed: {allowed}.") in message
+
+
+def test_values_the_objective_itself_rejects_fail_in_validation():
+  message = problems(**{"loss.logm": "cholesky"})
+  assert "rejected by objective 'matrix_ssl'" in message and "cholesky" in message
+  assert "taylor" in message  # the objective's own message lists the choices
+  message = problems("simclr_r18_cifar", "runlocal", **{"loss.temperature": 0.0})
+  assert "config.loss.temperature=0.0" in message
+
+
+def test_masked_image_values():
+  assert "config.loss.mu=0.0 is not allowed for objective 'mmae'" in problems(
+      "mmae_shapes", **{"loss.mu": 0.0})
+  assert "config.loss.lam=-1.0 is not allowed" in problems("mmae_shapes",
+                                                            **{"loss.lam": -1.0})
+  message = problems("mmae_shapes", **{"data.image_size": 30})
+  assert ("config.data.image_size=30 must be a positive multiple of "
+          "config.model.patch_size=4") in message
+
+
+def test_lengths_sizes_and_checkpoints():
+  message = problems(total_steps=0, keep_checkpoints=0, **{"data.image_size": 0})
+  assert "config.total_steps=0 is not allowed; allowed: a positive number of steps, or -1" \
+      in message
+  assert "config.keep_checkpoints=0 is not allowed; allowed: an integer >= 1" in message
+  assert "config.data.image_size=0 must be a positive number of pixels" in message
+  assert "config.num_epochs=0.0 must be positive" in problems(total_steps=-1,
+                                                              num_epochs=0.0)
