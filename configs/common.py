@@ -224,7 +224,10 @@ def method_config(method, arg):
 
 
 # ------------------------------------------------------------------ masked image -------
-# name -> (mask ratio, regulariser keyword arguments) of the masked-image objectives.
+# name -> config.loss of the masked-image objectives: the objectives' defaults (mu = 3 is
+# the official M-MAE pretrain.sh, a ViT-L run). The ImageNet recipe configs set mu per
+# model size and reference_world_size = 8, the official runs' GPU count (see
+# mssl.losses.masked_image_objective: their regulariser gradient is 1/8 of the exact one).
 MASKED_IMAGE_LOSS = {"mmae": dict(lam=0.01, mu=3.0, center=False), "umae": dict(lam=0.01),
                      "mae": dict(lam=0.0)}
 
