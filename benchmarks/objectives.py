@@ -3,7 +3,7 @@
     python benchmarks/objectives.py --out benchmarks/results/objectives.json
 
 For each (B, D) it times a jitted ``value_and_grad`` of each registered objective with
-respect to the online embeddings (float32, defaults of METHODS.md), plus Matrix-SSL and
+respect to the online embeddings (float32, defaults of docs/methods.md), plus Matrix-SSL and
 MEC forced to the primal (D x D) and dual (B x B) sides. It also records XLA's FLOP
 count of each call and the share of a ResNet-50 training step (forward+backward, about
 3 x 4.1 GFLOP per 224 x 224 image) the objective would add at the same batch size.

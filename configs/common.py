@@ -134,7 +134,7 @@ def imagenet_data(c, preset):
   return c
 
 
-# Per-method CIFAR recipes (solo-learn's ResNet-18 CIFAR settings, METHODS.md defaults).
+# Per-method CIFAR recipes (solo-learn's ResNet-18 CIFAR settings; docs/methods.md).
 CIFAR_METHODS = {
     "matrix_ssl": dict(loss=dict(lam=1.0, mu=1.0, gamma=1.0, order=4), teacher="ema",
                        projector=MATRIX_SSL_PROJECTOR, predictor=MATRIX_SSL_PREDICTOR,
@@ -233,7 +233,7 @@ MASKED_IMAGE_LOSS = {"mmae": dict(lam=0.01, mu=3.0, center=False), "umae": dict(
 
 
 def masked_image_config(objective, size, arg):
-  """M-MAE / U-MAE / MAE on ImageNet with a ViT of ``size`` (METHODS.md recipe):
+  """M-MAE / U-MAE / MAE on ImageNet with a ViT of ``size`` (docs/methods.md recipe):
   AdamW (0.9, 0.95), wd 0.05 (none on biases and norms), lr 1.5e-4 x B/256, B = 1024,
   40 warm-up epochs of 200, random-resized crop 0.2-1 + flip, mask ratio 0.75, decoder
   512 x 8. ``arg``: ``epochs=N``, ``runlocal``."""

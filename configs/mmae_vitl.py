@@ -8,8 +8,8 @@ warm-up, lam = 0.01) with mu = 3: the official pretrain.sh (yifanzhang-pro/M-MAE
 ViT-L run, with --uniformity_mu 3 (the paper reports mu = 3 for ViT-L, 1 for ViT-B).
 reference_world_size = 8: that run used 8 GPUs x 128 and its GatherLayer gives each GPU
 only its own rows' gradient, so the regulariser's gradient is 1/8 of the exact one; mssl
-reproduces that scale (same loss value). Rematerialised blocks to fit the batch. Fine-tune with
---config.finetune.layer_decay=0.75 (MAE's ViT-L setting) and drop_path 0.2.
+reproduces that scale (same loss value). Rematerialised blocks to fit the batch.
+Fine-tune with --config.finetune.layer_decay=0.75 (MAE's ViT-L setting) and drop_path 0.2.
 Expected: the M-MAE paper's ViT-L numbers for the epoch budget (not yet reproduced).
 """
 

@@ -1,4 +1,4 @@
-"""Matrix-SSL, ImageNet, ResNet-50: the official recipe (METHODS.md, "Recipe").
+"""Matrix-SSL, ImageNet, ResNet-50: the official recipe (docs/methods.md, "Matrix-SSL").
 
     python -m mssl.main --config=configs/mssl_r50.py --workdir=gs://BUCKET/mssl_r50
     python -m mssl.main --config=configs/mssl_r50.py:epochs=800 --workdir=...

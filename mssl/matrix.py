@@ -1,8 +1,8 @@
 """The matrix-information toolkit: covariances, kernels, matrix logarithms and entropies.
 
 Every function here is a pure, ``jit``-able, differentiable ``jnp`` function of arrays.
-Batches are ``(B, D)`` arrays whose rows are samples. Definitions follow the method
-sheet (``shared/METHODS.md``, "Matrix information toolkit"):
+Batches are ``(B, D)`` arrays whose rows are samples. Definitions follow
+``docs/methods.md`` ("Notation") and the papers it cites:
 
 * ``rn(x)``: row-wise L2 normalisation ``x / max(||x||, 1e-12)``; ``J = I_B - 11^T / B``.
 * cross-covariance ``C(a, b) = (1/B) rn(a)^T J rn(b)``.

@@ -1,7 +1,7 @@
 """Optimisers and schedules of the SSL recipes, built from optax's own pieces.
 
 * learning rate: ``base_lr x global_batch / 256`` (the linear scaling rule every recipe
-  in the method sheet uses), linear warm-up then cosine decay to zero;
+  in ``docs/methods.md`` uses), linear warm-up then cosine decay to zero;
 * ``lars`` (optax.lars) with biases and normalisation parameters excluded from both
   weight decay and the trust ratio (BYOL / SimCLR practice);
 * ``sgd``: SGD with momentum and L2 weight decay added to the gradient (PyTorch's

@@ -1,6 +1,6 @@
-"""Tests for mssl.losses against independent numpy implementations of METHODS.md.
+"""Tests for mssl.losses against independent numpy implementations of docs/methods.md.
 
-Each reference below is written from the method sheet's formula with dense numpy
+Each reference below is written from that page's formula with dense numpy
 matrices (no dual form, no traces of powers), so it checks the objectives' algebra too.
 """
 
@@ -119,7 +119,7 @@ def np_kernel_ssl_poly2(z1, z2, p1, p2, coef0=1.0, lam=1.0, gamma=1.0, w_hsic=0.
 
 def np_kernel_ssl_gaussian(z1, z2, p1, p2, bandwidth, lam=1.0, gamma=1.0, w_hsic=0.003,
                            order=4):
-  """The Gram-matrix formulas of METHODS.md, written out with dense powers."""
+  """The Gram-matrix formulas of docs/methods.md, written out with dense powers."""
   def gram(x, y):
     d2 = ((x[:, None] - y[None]) ** 2).sum(-1)
     return np.exp(-d2 / (2 * bandwidth ** 2))
@@ -566,7 +566,8 @@ def official_mce_loss_func(xp, p, z, lamda=1.0, mu=1.0, order=4, align_gamma=0.0
 
 def official_kernel_ssl_loss(xp, z1, z2, p1, p2, mce_lambd=1.0, mce_mu=1.0, gamma=1.0,
                              mce_order=4, align_gamma=0.003):
-  """The loop of commit bf80b2e run with ``--mce_mu 1.0 --mce_lambd 1.0 --HSIC --gamma 1.0``."""
+  """The loop of commit bf80b2e, run as ``--mce_mu 1.0 --mce_lambd 1.0 --HSIC
+  --gamma 1.0``."""
   call = functools.partial(official_mce_loss_func, xp, lamda=mce_lambd, mu=mce_mu,
                            order=mce_order, align_gamma=align_gamma, hsic=True)
   return (call(p2, z1, correlation=True) + call(p1, z2, correlation=True)

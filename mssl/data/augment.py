@@ -7,7 +7,7 @@ resumed pipeline redraws exactly what the uninterrupted one would have (see
 
 A view is described by :class:`ViewConfig`; a preset is a list of view configs (one entry:
 every view alike; two entries: asymmetric views, cycled for V > 2). Presets follow the
-recipes of the method sheet:
+recipes in ``docs/methods.md``:
 
 ==============  ==============================================================
 ``simclr``      crop 0.08-1, jitter 0.8/0.8/0.8/0.2 (p 0.8), grey 0.2, blur 0.5, flip

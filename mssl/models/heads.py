@@ -1,4 +1,4 @@
-"""Projector and predictor MLPs for every recipe in the method sheet.
+"""Projector and predictor MLPs for every recipe in ``docs/methods.md``.
 
 An :class:`MLPHead` is ``[Dense -> (BN) -> ReLU] x len(hidden) -> Dense -> (BN)``:
 
