@@ -2,6 +2,8 @@
 
 import hashlib
 import pathlib
+import shutil
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -68,6 +70,26 @@ def test_missing_dataset_error_names_dataset_dir_and_fix(tmp_path):
     data.load_split("cifar11", "train", data_dir=str(tmp_path))
 
 
+def test_unknown_tfds_name_is_reported_as_unknown_with_close_matches(tmp_path):
+  """Validation used to call an unknown name 'not prepared' (and suggest building it)."""
+  for known in ("cifar10", "mssl_shapes/32", "imagenette/320px", "cifar10:3.*.*",
+                "image_folder:/anywhere", "huggingface:mnist"):
+    assert data.check_dataset_name(known) is None, known
+  message = data.check_dataset_name("cifar11")
+  assert message.startswith("unknown tfds dataset 'cifar11'. Close matches: cifar10")
+  assert "cifar100" in message and "prepared" not in message
+  assert "Close matches: mssl_shapes" in data.check_dataset_name("mssl_shape/32")
+  message = data.check_dataset_name("imagenette/321px")
+  assert "unknown config '321px' of tfds dataset 'imagenette'" in message
+  assert "imagenette/320px" in message
+  assert "not a tfds dataset name" in data.check_dataset_name("cifar 10")
+  with pytest.raises(ValueError, match="unknown tfds dataset 'cifar11'. Close matches: "
+                                       "cifar10"):
+    data.load_split("cifar11", "train", data_dir=str(tmp_path))
+  with pytest.raises(ValueError, match="unknown config '33' of tfds dataset 'mssl_shapes'"):
+    data.load_split("mssl_shapes/33", "train", data_dir=str(tmp_path))
+
+
 # ------------------------------------------------------------ image folders ------------
 def _write_folder(root: pathlib.Path, labelled=True, count=6, size=40):
   rng = np.random.default_rng(0)
@@ -84,6 +106,7 @@ def test_image_folder_loads_with_labels(tmp_path):
   _write_folder(tmp_path)
   split = data.load_split(f"image_folder:{tmp_path}", "train")
   assert split.num_examples == 6 and split.num_classes == 2
+  assert split.class_names == ("cats", "dogs")
   examples = list(tfds.as_numpy(split.dataset))
   assert sorted(int(e["label"]) for e in examples) == [0, 0, 0, 1, 1, 1]
   assert {e["image"].shape for e in examples} == {(40, 40, 3), (40, 48, 3)}
@@ -110,7 +133,193 @@ def test_image_folder_errors(tmp_path):
   _write_folder(tmp_path)
   (tmp_path / "train" / "cats" / "broken.png").write_bytes(b"not an image at all")
   with pytest.raises(ValueError, match="not readable PNG/JPEG.*broken.png"):
-    data.load_split(f"image_folder:{tmp_path}", "train")
+    data.load_split(f"image_folder:{tmp_path}", "train", strict=True)
+  with pytest.warns(data.DataWarning, match="not readable PNG/JPEG.*broken.png"):
+    assert data.load_split(f"image_folder:{tmp_path}", "train").num_examples == 6
+  for bad in ("train[::2]", "train[:150%]", "train[5]"):
+    with pytest.raises(ValueError, match="bad split|outside"):
+      data.load_split(f"image_folder:{tmp_path}", bad)
+  with pytest.raises(ValueError, match="selects no images"):
+    data.load_split(f"image_folder:{tmp_path}", "train[7:]")
+  (tmp_path / "only_bad" / "train").mkdir(parents=True)
+  (tmp_path / "only_bad" / "train" / "a.png").write_bytes(b"not an image either")
+  with pytest.raises(ValueError, match="1 of 1 file.*not readable"):  # even without strict
+    data.load_split(f"image_folder:{tmp_path / 'only_bad'}", "train")
+
+
+COLOURS = {"a": (220, 40, 40), "b": (40, 220, 40), "c": (40, 40, 220), "d": (200, 200, 40)}
+
+
+def _write_classes(root: pathlib.Path, split: str, counts: dict, size: int = 8):
+  """``counts[name]`` PNGs per class: the class's colour plus noise, each image distinct."""
+  for name, count in counts.items():
+    folder = root / split / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+      noise = np.random.default_rng([ord(name), i, len(split)]).integers(-30, 30,
+                                                                         (size, size, 3))
+      pixels = np.clip(np.array(COLOURS[name]) + noise, 0, 255).astype(np.uint8)
+      PIL.Image.fromarray(pixels).save(folder / f"{i:03d}.png")
+
+
+def _contents(split):
+  """``[(digest, label)]`` of a split's examples, in the order it yields them."""
+  return [(_digest(e["image"]), int(e["label"])) for e in tfds.as_numpy(split.dataset)]
+
+
+def test_folder_label_ids_come_from_the_training_split_for_every_split(tmp_path):
+  """A test split without class 'a' keeps 'b' = 1, 'c' = 2 (was re-indexed from 0:
+  every label off by one, kNN 0.0 on these separable colours)."""
+  from mssl import evaluate
+  _write_classes(tmp_path, "train", {"a": 12, "b": 12, "c": 12})
+  _write_classes(tmp_path, "test", {"b": 6, "c": 6})
+  name = f"image_folder:{tmp_path}"
+  train, test = data.load_split(name, "train"), data.load_split(name, "test")
+
+  def colour_means(split):
+    examples = list(tfds.as_numpy(split.dataset))
+    return (np.array([e["image"].reshape(-1, 3).mean(0) for e in examples]),
+            np.array([e["label"] for e in examples]))
+  x_train, y_train = colour_means(train)
+  x_test, y_test = colour_means(test)
+  assert np.bincount(y_test).tolist() == [0, 6, 6]
+  accuracy = evaluate.knn_accuracy(x_train, y_train, x_test, y_test, num_classes=3, k=5,
+                                   temperature=0.1)
+  assert accuracy == 1.0
+  assert train.class_names == test.class_names == ("a", "b", "c")
+  assert train.num_classes == test.num_classes == 3
+  assert data.folder_class_names(str(tmp_path)) == ("a", "b", "c")
+
+  _write_classes(tmp_path, "test", {"d": 2})
+  with pytest.raises(ValueError, match=r"class folder\(s\) \['d'\] that the training split "
+                                       r"'train' lacks"):
+    data.load_split(name, "test")
+  _write_classes(tmp_path / "one", "train", {"a": 3})
+  with pytest.warns(data.DataWarning, match=r"one class \('a'\).*100%"):
+    assert data.load_split(f"image_folder:{tmp_path / 'one'}", "train").num_classes == 1
+
+
+def test_folder_slices_hold_every_class_in_proportion(tmp_path):
+  """Slices used to take files in sorted order: train[:60] of 3 x 40 held 2 classes."""
+  sizes = {"a": 60, "b": 40, "c": 20}
+  _write_classes(tmp_path, "train", sizes)
+  name = f"image_folder:{tmp_path}"
+  load = lambda split, **kw: _contents(data.load_split(name, split, **kw))
+  whole = load("train")
+  assert whole == load("train")  # deterministic
+  assert len(set(whole)) == 120
+
+  def assert_proportional(examples, where):
+    counts = np.bincount([label for _, label in examples], minlength=3)
+    want = len(examples) * np.array(list(sizes.values())) / 120
+    assert np.all(np.abs(counts - want) <= 1), (where, counts.tolist(), want.tolist())
+
+  labels = np.array([label for _, label in whole])
+  for start in range(120):  # every contiguous range of the order, hence every slice
+    for stop in range(start + 1, 121):
+      counts = np.bincount(labels[start:stop], minlength=3)
+      assert np.all(np.abs(counts - (stop - start) * np.array([60, 40, 20]) / 120) <= 1)
+  for split, size in [("train[:60]", 60), ("train[:50%]", 60), ("train[10:70]", 60),
+                      ("train[25%:75%]", 60), ("train[-30:]", 30), ("train[:10]", 10)]:
+    examples = load(split)
+    assert len(examples) == size
+    assert {label for _, label in examples} == {0, 1, 2}, split
+    assert_proportional(examples, split)
+  # The slices cut one fixed order, as their syntax says.
+  first, second = load("train[:50%]"), load("train[50%:]")
+  assert not set(first) & set(second) and first + second == whole
+  assert load("train[10:70]") == whole[10:70] == load("train[:70]")[10:]
+  assert load("train[-30:]") == whole[-30:]
+  assert load("train[:30]+train[30:]") == whole
+  # Each process's shard of a slice is disjoint from the others' and proportional too.
+  shards = [load("train[:60]", process_index=i, process_count=2) for i in range(2)]
+  assert not set(shards[0]) & set(shards[1])
+  assert set(shards[0]) | set(shards[1]) == set(load("train[:60]"))
+  for shard in shards:
+    assert len(shard) == 30
+    assert_proportional(shard, "a shard of train[:60]")
+
+
+def _write_broken_images(root: pathlib.Path):
+  """3 x 8 good PNGs; a truncated PNG and a text file named .png sorted last; a hidden
+  macOS resource fork (ignored)."""
+  _write_classes(root, "train", {"a": 8, "b": 8, "c": 8})
+  good = (root / "train" / "c" / "000.png").read_bytes()
+  (root / "train" / "c" / "zz_truncated.png").write_bytes(good[: len(good) // 2])
+  (root / "train" / "c" / "zz_text.png").write_text("this is not an image\n")
+  (root / "train" / "a" / "._000.png").write_bytes(b"\x00\x05\x16\x07 resource fork")
+
+
+def test_unreadable_images_are_skipped_by_name_or_stop_a_strict_load(tmp_path):
+  """A truncated PNG used to end training mid-run with a TF InvalidArgumentError
+  ('Invalid PNG data, size 95') that named no file."""
+  _write_broken_images(tmp_path)
+  name = f"image_folder:{tmp_path}"
+  with pytest.warns(data.DataWarning) as caught:
+    split = data.load_split(name, "train")
+  message = " ".join(str(w.message) for w in caught)
+  assert "2 of 26 file(s)" in message
+  assert "zz_truncated.png (Invalid PNG data" in message
+  assert "zz_text.png (Unknown image file format" in message
+  assert "._000.png" not in message
+  assert split.num_examples == split.total_examples == 24 and len(split.skipped_files) == 2
+
+  # Two epochs of training batches and a whole evaluation pass run through.
+  batches = _first(_train(split, "none", batch_size=8, image_size=8, shuffle_buffer=100), 6)
+  for epoch in (batches[:3], batches[3:]):
+    labels = np.concatenate([b["label"] for b in epoch])
+    assert np.bincount(labels).tolist() == [8, 8, 8]
+  evals = list(tfds.as_numpy(data.eval_dataset(split, batch_size=10, image_size=8)))
+  assert len(evals) == 3 and float(sum(b["mask"].sum() for b in evals)) == 24
+
+  with pytest.raises(ValueError, match=r"2 of 26 file\(s\).*not readable PNG/JPEG") as info:
+    data.load_split(name, "train", strict=True)
+  assert "zz_truncated.png" in str(info.value) and "zz_text.png" in str(info.value)
+
+
+def test_an_image_that_fails_only_when_decoded_is_skipped_by_name(tmp_path):
+  """Damage inside a PNG (its header and end intact) passes the load-time check; the
+  pipeline then skips the file with a warning naming it instead of stopping."""
+  _write_classes(tmp_path, "train", {"a": 4, "b": 4}, size=32)
+  damaged = tmp_path / "train" / "b" / "002.png"
+  raw = bytearray(damaged.read_bytes())
+  raw[60:-20] = bytes(len(raw) - 80)
+  damaged.write_bytes(bytes(raw))
+  split = data.load_split(f"image_folder:{tmp_path}", "train")
+  assert split.num_examples == 8  # not caught at load
+  with pytest.warns(data.DataWarning, match=r"skipped 1 image\(s\) that failed to decode "
+                                            r"while reading: .*002\.png"):
+    examples = list(tfds.as_numpy(split.dataset))
+  assert sorted(int(e["label"]) for e in examples) == [0, 0, 0, 0, 1, 1, 1]
+
+
+def test_auto_cache_keeps_small_folders_decoded(tmp_path, monkeypatch):
+  """cache="auto" never cached a folder (its image shape is not fixed): every epoch
+  re-read and re-decoded every file."""
+  _write_classes(tmp_path, "train", {"a": 4, "b": 4, "c": 4})
+  (tmp_path / "train" / "c" / "big.jpg").parent.mkdir(exist_ok=True)
+  PIL.Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "train" / "c" /
+                                                            "big.jpg")
+  name = f"image_folder:{tmp_path}"
+  split = data.load_split(name, "train")
+  assert split.decoded_bytes == 12 * 8 * 8 * 3 + 20 * 30 * 3  # from the PNG/JPEG headers
+  shards = [data.load_split(name, "train", process_index=i, process_count=2)
+            for i in range(2)]
+  assert sum(s.decoded_bytes for s in shards) == split.decoded_bytes
+  assert data.pipeline._should_cache(split, "auto")
+  assert not data.pipeline._should_cache(split, "never")
+  monkeypatch.setattr(data.pipeline, "CACHE_LIMIT_BYTES", split.decoded_bytes)
+  assert not data.pipeline._should_cache(split, "auto")
+  monkeypatch.undo()
+  # Cached after one epoch: later epochs no longer read the files.
+  stream = iter(tfds.as_numpy(_train(split, "none", batch_size=13, image_size=8)))
+  first = next(stream)["label"]
+  shutil.rmtree(tmp_path / "train")
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # a re-read would warn about (skip) missing files
+    later = [next(stream)["label"] for _ in range(3)]
+  for labels in [first] + later:
+    assert np.bincount(labels).tolist() == [4, 4, 5]
 
 
 def test_unknown_preset_and_fields():

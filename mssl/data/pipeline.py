@@ -12,6 +12,34 @@ Datasets (``dataset`` argument):
   dataset is generated locally when missing: it needs no network).
 * ``image_folder:PATH``: ``PATH/<split>/<label>/*.{png,jpg,jpeg}`` (tfds ImageFolder
   layout); ``PATH/<split>/*.png`` without label folders is read as unlabelled (label -1).
+  Hidden files and folders (``.ipynb_checkpoints``, macOS ``._x.png``) are ignored.
+
+**Image folders** follow tfds' conventions where they can:
+
+* *One class list per dataset.* Label ids index the sorted label folders of the training
+  split (``train_split``, default ``train``), the same for every split
+  (:func:`folder_class_names`, ``Split.class_names``). A split holding a class the
+  training split lacks is an error naming it; a dataset of one class is a
+  :class:`DataWarning` (probes score 100% on it whatever the encoder learns).
+* *Slices hold every class in proportion.* Splits take tfds' slice syntax
+  (``train[:5000]``, ``train[:50%]``, ``train[10:70]``, ``test[-500:]``, joined by ``+``).
+  Slicing happens on a fixed order: within a label folder files are sorted by a hash
+  (md5) of their name, so the order is deterministic, independent of the process count,
+  and unrelated to file naming; the label folders are then interleaved in proportion to
+  their sizes, so every contiguous slice, and every process's shard of it (contiguous
+  blocks of near-equal size, as ``tfds.even_splits``), holds each class in proportion
+  (within about one example). Slices with the same boundaries therefore complement each other exactly
+  (``[:50%]`` and ``[50%:]``; ``[10:70]`` is ``[:70]`` without ``[:10]``).
+* *Unreadable images are skipped, by name.* Every selected file is checked once when the
+  split is loaded (its header and end marker: a PNG's IEND chunk, a JPEG's EOI; a file
+  that does not look whole is decoded to be sure). Files that do not decode are left out
+  with a :class:`DataWarning` naming each one and the count, or, with ``strict=True``, the
+  load raises a ``ValueError`` listing them, before any training. A file that still fails
+  to decode later (changed after the check, damaged inside) is skipped with a warning
+  naming it instead of ending the run.
+* *Small folders are cached decoded*: ``cache="auto"`` keeps a split in memory when its
+  decoded pixels (from the image headers) are below ``CACHE_LIMIT_BYTES`` (2 GiB per
+  process), as for tfds datasets of known shape.
 
 **Determinism and resumption.** Training examples come from a seeded shuffle that repeats
 with a fresh (seeded) order each epoch; the stream is enumerated *before* anything is
@@ -24,10 +52,15 @@ examples before the position.)
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import difflib
+import hashlib
 import os
 import pathlib
 import re
+import struct
+import warnings
 from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -41,7 +74,8 @@ FOLDER_PREFIX = "image_folder:"
 EMBEDDED = "mssl_shapes"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
-# Cache decoded images in memory below this many bytes of uint8 pixels.
+# cache="auto" keeps a process's decoded split in memory below this many bytes of uint8
+# pixels (tfds datasets of fixed shape and image folders alike).
 CACHE_LIMIT_BYTES = 2 * 2 ** 30
 
 
@@ -51,12 +85,19 @@ class DatasetNotReadyError(FileNotFoundError):
 
 @dataclasses.dataclass
 class Split:
-  """One process's shard of a split: examples ``{"image": uint8 HxWx3, "label": int64}``."""
+  """One process's shard of a split: examples ``{"image": uint8 HxWx3, "label": int64}``.
+
+  ``num_classes`` and ``class_names`` describe the dataset's labels, the same for every
+  split of it (label ``i`` is ``class_names[i]``; -1 is unlabelled).
+  """
   dataset: tf.data.Dataset
   num_examples: Optional[int]     # in this process's shard (None when unknown)
   total_examples: Optional[int]   # in the whole split
   num_classes: Optional[int]
   image_shape: Optional[tuple]    # (H, W, 3) when fixed
+  class_names: Optional[tuple] = None
+  decoded_bytes: Optional[int] = None  # this shard's uint8 pixels, when known
+  skipped_files: tuple = ()       # "path (why)" of the files left out: they do not decode
 
 
 def _prepare_instructions(name: str, data_dir: str) -> str:
@@ -69,14 +110,49 @@ def _prepare_instructions(name: str, data_dir: str) -> str:
           "or set config.data.download=True.")
 
 
+_TFDS_NAME = re.compile(r"(?:(?P<namespace>\w+):)?(?P<base>\w+)(?:/(?P<config>[\w.-]+))?"
+                        r"(?::(?P<version>[\d*.]+))?")
+
+
+def check_dataset_name(name: str) -> Optional[str]:
+  """None when ``name`` names a dataset :func:`load_split` knows, else why not.
+
+  ``image_folder:PATH`` and namespaced tfds names (``ns:name``) are accepted as they are
+  (the folder's existence is checked when it is loaded); a tfds name must be registered
+  (``tfds.list_builders()``, the embedded ``mssl_shapes`` included), and so must its
+  config. The message names the closest registered names (difflib). Offline and cheap:
+  nothing is built or read.
+  """
+  if name.startswith(FOLDER_PREFIX):
+    return None
+  usage = ("Use a name from `tfds.list_builders()`, 'mssl_shapes' (embedded) or "
+           "'image_folder:PATH'.")
+  match = _TFDS_NAME.fullmatch(name)
+  if not match:
+    return f"{name!r} is not a tfds dataset name (name[/config][:version]). {usage}"
+  if match["namespace"]:
+    return None
+  base, config = match["base"], match["config"]
+  known = tfds.list_builders(with_community_datasets=False)
+  if base not in known:
+    close = difflib.get_close_matches(base, known, n=5, cutoff=0.6)
+    hint = f" Close matches: {', '.join(close)}." if close else ""
+    return f"unknown tfds dataset {name!r}.{hint} {usage}"
+  configs = [c.name for c in (tfds.builder_cls(base).BUILDER_CONFIGS or ())]
+  if config is not None and config not in configs:
+    close = difflib.get_close_matches(config, configs, n=5, cutoff=0.5)
+    hint = f" Close matches: {', '.join(f'{base}/{c}' for c in close)}." if close else ""
+    allowed = f"; its configs: {', '.join(configs)}" if configs else " (it has no configs)"
+    return f"unknown config {config!r} of tfds dataset {base!r}{allowed}.{hint}"
+  return None
+
+
 def _load_tfds(name: str, split: str, data_dir: Optional[str], download: bool,
                process_index: int, process_count: int) -> Split:
-  try:
-    builder = tfds.builder(name, data_dir=data_dir)
-  except tfds.core.registered.DatasetNotFoundError as e:
-    raise ValueError(f"config.data.dataset: unknown tfds dataset {name!r}. Use a name from "
-                     "`tfds.list_builders()`, 'mssl_shapes' (embedded) or "
-                     "'image_folder:PATH'.") from e
+  problem = check_dataset_name(name)
+  if problem:
+    raise ValueError(f"config.data.dataset: {problem}")
+  builder = tfds.builder(name, data_dir=data_dir)
   data_dir = str(builder.data_dir_root) if hasattr(builder, "data_dir_root") else data_dir
   if name.split("/")[0] == EMBEDDED or download:
     if not builder.is_prepared():
@@ -99,6 +175,8 @@ def _load_tfds(name: str, split: str, data_dir: Optional[str], download: bool,
               num_parallel_calls=tf.data.AUTOTUNE)
   num_classes = getattr(features["label"], "num_classes", None) if "label" in features \
       else None
+  class_names = tuple(getattr(features["label"], "names", None) or ()) or None \
+      if "label" in features else None
   image_shape = tuple(features["image"].shape)
   image_shape = image_shape if None not in image_shape else None
 
@@ -107,60 +185,303 @@ def _load_tfds(name: str, split: str, data_dir: Optional[str], download: bool,
       return int(builder.info.splits[s].num_examples) or None
     except (KeyError, ValueError, TypeError):
       return None
-  return Split(ds, count(shard), count(split), num_classes, image_shape)
+  return Split(ds, count(shard), count(split), num_classes, image_shape, class_names)
 
 
-def _check_image_file(path: pathlib.Path) -> bool:
-  with open(path, "rb") as f:
-    head = f.read(8)
-  return any(head.startswith(m) for m in _MAGIC)
+# ------------------------------------------------------------------ image folders -----
+class DataWarning(UserWarning):
+  """Something in the data that a run survives but a researcher should know about."""
 
 
-def _load_folder(root: str, split: str, process_index: int, process_count: int) -> Split:
-  limit = None
-  match = re.fullmatch(r"(\w+)\[:(\d+)\]", split)
-  if match:  # "train[:N]": the first N files (in sorted order)
-    split, limit = match.group(1), int(match.group(2))
-  split_dir = pathlib.Path(root) / split
+def _hidden(path: pathlib.Path) -> bool:
+  return path.name.startswith(".")  # .ipynb_checkpoints/, macOS ._x.png resource forks
+
+
+@dataclasses.dataclass(frozen=True)
+class _FolderPart:
+  """One ``name[start:end]`` term of a folder split (``+`` joins terms, as in tfds)."""
+  name: str
+  start: Optional[str] = None
+  end: Optional[str] = None
+
+  def select(self, n: int) -> slice:
+    """tfds' slice semantics: absolute or percent boundaries, negative from the end,
+    percents rounded to the closest example (so ``[:50%]`` and ``[50%:]`` complement)."""
+    def boundary(text):
+      if text is None or not text.strip():
+        return None
+      value, percent = re.fullmatch(r"\s*(-?\d+)\s*(%?)\s*", text).groups()
+      value = int(value)
+      if percent:
+        if abs(value) > 100:
+          raise ValueError(f"split {self.name}[{self.start or ''}:{self.end or ''}]: "
+                           f"percent boundary {value}% is outside [-100%, 100%].")
+        return int(round(value * n / 100))
+      return value
+    return slice(boundary(self.start), boundary(self.end))
+
+
+def _folder_parts(split: str) -> list:
+  parts = []
+  for term in split.split("+"):
+    match = re.fullmatch(r"\s*([^\[\]:+\s]+)\s*(?:\[\s*(-?\d+%?)?\s*:\s*(-?\d+%?)?\s*\])?\s*",
+                         term)
+    if not match:
+      raise ValueError(f"config.data: bad split {split!r} for an image folder; use "
+                       "tfds' syntax: NAME, NAME[start:end] with example counts or percents "
+                       "(e.g. train[:5000], train[10%:], test[-500:]), joined by '+'.")
+    parts.append(_FolderPart(*match.groups()))
+  return parts
+
+
+def _label_folders(split_dir: pathlib.Path) -> list:
   if not split_dir.is_dir():
-    raise DatasetNotReadyError(
-        f"image folder split {str(split_dir)!r} does not exist. Expected the layout "
-        f"{root}/<split>/<label>/*.png (or .jpg), e.g. {root}/train/cat/0001.png.")
-  class_dirs = sorted(d for d in split_dir.iterdir() if d.is_dir())
-  if class_dirs:
-    files = [(str(f), label) for label, d in enumerate(class_dirs)
-             for f in sorted(d.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
-  else:
-    files = [(str(f), -1) for f in sorted(split_dir.iterdir())
-             if f.suffix.lower() in IMAGE_SUFFIXES]
-  if not files:
-    raise ValueError(f"image folder {str(split_dir)!r} holds no images (*.png, *.jpg, "
-                     "*.jpeg), neither directly nor in label folders.")
-  files = files[:limit]
-  bad = [f for f, _ in files if not _check_image_file(pathlib.Path(f))]
-  if bad:
-    raise ValueError(f"{len(bad)} file(s) in {str(split_dir)!r} are not readable PNG/JPEG "
-                     f"images, e.g. {bad[:3]}. Remove or convert them.")
-  shard = files[process_index::process_count]
-  paths = tf.constant([f for f, _ in shard])
-  labels = tf.constant([label for _, label in shard], tf.int64)
+    return []
+  return sorted(d for d in split_dir.iterdir() if d.is_dir() and not _hidden(d))
 
-  def decode(path, label):
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    return {"image": image, "label": label}
-  ds = tf.data.Dataset.from_tensor_slices((paths, labels)).map(
-      decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return Split(ds, len(shard), len(files), len(class_dirs) or None, None)
+
+def folder_class_names(root: str, train_split: str = "train") -> tuple:
+  """The class list of an image folder, shared by all its splits (label id = index).
+
+  The sorted label folders of the training split (``train_split``; with ``+`` the union
+  of its terms' folders); if that split has none (unlabelled pretraining data), the
+  sorted union of every split's label folders. Empty for a fully unlabelled folder.
+  """
+  root_path = pathlib.Path(root)
+  names = {d.name for part in _folder_parts(train_split)
+           for d in _label_folders(root_path / part.name)}
+  if not names and root_path.is_dir():
+    names = {d.name for split_dir in root_path.iterdir()
+             if split_dir.is_dir() and not _hidden(split_dir)
+             for d in _label_folders(split_dir)}
+  return tuple(sorted(names))
+
+
+def _images_in(folder: pathlib.Path, key_prefix: str) -> list:
+  """The folder's image files in a fixed pseudo-random order: sorted by a hash of their
+  name, so the order does not depend on file naming (frame numbers, scraping order), on
+  the process count, or on files added later (each keeps its place relative to the rest)."""
+  files = [f for f in folder.iterdir()
+           if f.suffix.lower() in IMAGE_SUFFIXES and not _hidden(f)]
+  return sorted(files, key=lambda f: hashlib.md5(f"{key_prefix}/{f.name}".encode()).digest())
+
+
+def _stratified_order(sizes: Sequence[int]) -> list:
+  """``(group, member)`` pairs interleaving groups in proportion to their sizes.
+
+  Member ``j`` of a group of ``n`` sits at ``(j + 1/2) / n``; merging the groups by that
+  position means every contiguous range of the order (so every slice) holds each group
+  in proportion, within about one example.
+  """
+  order = [((j + 0.5) / n, g, j) for g, n in enumerate(sizes) for j in range(n)]
+  return [(g, j) for _, g, j in sorted(order)]
+
+
+_PNG_END = b"IEND\xaeB`\x82"   # the IEND chunk and its (fixed) CRC
+_JPEG_END = b"\xff\xd9"        # EOI; entropy-coded data escapes 0xFF, so it cannot occur
+_TAIL_BYTES = 4096             # end markers are looked for this close to the end
+_SOF_MARKERS = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_height_width(f) -> Optional[tuple]:
+  """The frame size from the first SOF segment (skipping APPn/EXIF by their lengths)."""
+  f.seek(2)
+  while True:
+    if f.read(1) != b"\xff":
+      return None
+    marker = f.read(1)
+    while marker == b"\xff":  # fill bytes
+      marker = f.read(1)
+    if not marker or marker[0] in (0xD9, 0xDA):  # end of image / start of scan: no SOF
+      return None
+    if marker[0] == 0x01 or 0xD0 <= marker[0] <= 0xD8:  # no length field
+      continue
+    length = f.read(2)
+    if len(length) < 2:
+      return None
+    if marker[0] in _SOF_MARKERS:
+      frame = f.read(5)
+      height, width = struct.unpack(">HH", frame[1:5]) if len(frame) == 5 else (0, 0)
+      return (height, width) if height and width else None
+    f.seek(struct.unpack(">H", length)[0] - 2, 1)
+
+
+def _quick_size(path: str) -> Optional[tuple]:
+  """``(height, width)`` from the header when the file looks whole, else None.
+
+  Reads the header and the last 4 KiB: a PNG must have its IEND chunk near the end, a
+  JPEG its EOI marker (a truncated file has neither). Anything else is left to a decode.
+  """
+  with open(path, "rb") as f:
+    head = f.read(24)
+    size = f.seek(0, os.SEEK_END)
+    f.seek(max(0, size - _TAIL_BYTES))
+    tail = f.read()
+    if head.startswith(_MAGIC[0]) and head[12:16] == b"IHDR" and _PNG_END in tail:
+      width, height = struct.unpack(">II", head[16:24])
+      return (height, width) if height and width else None
+    if head.startswith(_MAGIC[1]) and _JPEG_END in tail:
+      return _jpeg_height_width(f)
+  return None
+
+
+def _decode_error(message: str) -> str:
+  """A TF error's cause without its ``{{function_node ...}}`` and ``[Op:...]`` wrapping."""
+  message = re.sub(r"\{\{[^}]*\}\}\s*", "", message)
+  return re.sub(r"\s*\[Op:\w+\].*", "", message.strip().splitlines()[0])
+
+
+# (path, size, mtime) -> ((height, width) or None, problem or None); a split is checked
+# once per process however many times it is loaded (training, kNN, probes).
+_CHECKED: dict = {}
+
+
+def _check_image(path: str) -> tuple:
+  """``((height, width), None)`` for an image the pipeline can decode, else
+  ``(None, why)``. Headers answer for whole PNG/JPEG files; anything that does not look
+  whole (truncated, another format, not an image) is decoded as the pipeline would."""
+  try:
+    stat = os.stat(path)
+  except OSError as e:
+    return None, f"cannot read: {e.strerror}"
+  key = (path, stat.st_size, stat.st_mtime_ns)
+  if key not in _CHECKED:
+    try:
+      size = _quick_size(path)
+      if size is None:
+        shape = tf.io.decode_image(tf.io.read_file(path), channels=3,
+                                   expand_animations=False).shape
+        size = (int(shape[0]), int(shape[1]))
+      _CHECKED[key] = (size, None)
+    except tf.errors.OpError as e:
+      _CHECKED[key] = (None, _decode_error(e.message))
+    except OSError as e:
+      _CHECKED[key] = (None, f"cannot read: {e.strerror}")
+  return _CHECKED[key]
+
+
+def _check_images(paths: Sequence[str]) -> list:
+  """:func:`_check_image` of every path (threads: the work is file reads)."""
+  if len(paths) < 64:
+    return [_check_image(p) for p in paths]
+  with concurrent.futures.ThreadPoolExecutor(min(32, 4 * (os.cpu_count() or 1))) as pool:
+    return list(pool.map(_check_image, paths, chunksize=64))
+
+
+def _decode_skipping_failures(paths: Sequence[str], labels: Sequence[int],
+                              where: str) -> tf.data.Dataset:
+  """Decoded ``{"image", "label"}`` examples; a file that fails to decode anyway (it
+  changed after the check, or is damaged inside) is skipped with a :class:`DataWarning`
+  naming it, instead of ending the run."""
+  count = len(paths)
+  paths_t = tf.constant(list(paths))
+  labels_t = tf.constant(list(labels), tf.int64)
+
+  def decode(index):
+    image = tf.io.decode_image(tf.io.read_file(paths_t[index]), channels=3,
+                               expand_animations=False)
+    return index, image
+
+  def warn(start, stop):
+    names = list(paths[int(start):int(stop)])
+    warnings.warn(f"{where}: skipped {len(names)} image(s) that failed to decode while "
+                  f"reading: {'; '.join(names)}", DataWarning, stacklevel=2)
+    return np.int64(0)
+
+  def note_gaps(expected, element):
+    index, image = element  # indices arrive in order; a gap is a skipped file
+    noted = tf.cond(index > expected,
+                    lambda: tf.numpy_function(warn, [expected, index], tf.int64,
+                                              stateful=True),
+                    lambda: tf.constant(0, tf.int64))
+    return index + 1 + 0 * noted, (index, image)
+
+  end = tf.data.Dataset.from_tensors((tf.constant(count, tf.int64),
+                                      tf.zeros([0, 0, 3], tf.uint8)))
+  ds = tf.data.Dataset.range(count).map(decode, num_parallel_calls=tf.data.AUTOTUNE,
+                                        deterministic=True)
+  ds = ds.ignore_errors().concatenate(end).scan(tf.constant(0, tf.int64), note_gaps)
+  return ds.filter(lambda index, image: index < count).map(
+      lambda index, image: {"image": image, "label": labels_t[index]},
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _load_folder(root: str, split: str, process_index: int, process_count: int, *,
+                 train_split: str = "train", strict: bool = False) -> Split:
+  """See :func:`load_split`; ``PATH/<split>/<label>/*.png`` or ``PATH/<split>/*.png``."""
+  root_path = pathlib.Path(root)
+  classes = folder_class_names(root, train_split)
+  ids = {name: i for i, name in enumerate(classes)}
+  files, labels = [], []
+  for part in _folder_parts(split):
+    split_dir = root_path / part.name
+    if not split_dir.is_dir():
+      raise DatasetNotReadyError(
+          f"image folder split {str(split_dir)!r} does not exist. Expected the layout "
+          f"{root}/<split>/<label>/*.png (or .jpg), e.g. {root}/train/cat/0001.png.")
+    label_dirs = _label_folders(split_dir)
+    unknown = [d.name for d in label_dirs if d.name not in ids]
+    if unknown:
+      raise ValueError(
+          f"image folder split {str(split_dir)!r} holds class folder(s) {unknown} that the "
+          f"training split {train_split!r} lacks (its classes: {list(classes)}); no label "
+          "id means the same class in both. Add the class to the training split or remove "
+          "it here.")
+    groups = ([(ids[d.name], _images_in(d, d.name)) for d in label_dirs] if label_dirs
+              else [(-1, _images_in(split_dir, ""))])
+    if not any(members for _, members in groups):
+      raise ValueError(f"image folder {str(split_dir)!r} holds no images (*.png, *.jpg, "
+                       "*.jpeg), neither directly nor in label folders.")
+    order = _stratified_order([len(members) for _, members in groups])
+    chosen = order[part.select(len(order))]
+    if not chosen:
+      raise ValueError(f"split {split!r} of image folder {root!r} selects no images "
+                       f"({part.name!r} holds {len(order)}).")
+    files += [str(groups[g][1][j]) for g, j in chosen]
+    labels += [groups[g][0] for g, _ in chosen]
+  if len(classes) == 1:
+    warnings.warn(f"image folder {root!r} has one class ({classes[0]!r}): kNN and linear "
+                  "probe accuracies are 100% whatever the encoder learns.", DataWarning,
+                  stacklevel=3)
+
+  checks = _check_images(files)
+  bad = [f"{path} ({why})" for path, (_, why) in zip(files, checks) if why]
+  if bad:
+    message = (f"{len(bad)} of {len(files)} file(s) of split {split!r} in image folder "
+               f"{root!r} are not readable PNG/JPEG images: {'; '.join(bad)}.")
+    if strict or len(bad) == len(files):
+      raise ValueError(message + " Remove or convert them" +
+                       (" (or leave strict off to skip them)." if strict else "."))
+    warnings.warn(message + " Skipping them (strict=True stops instead).", DataWarning,
+                  stacklevel=3)
+    keep = [i for i, (_, why) in enumerate(checks) if not why]
+    files, labels, checks = ([x[i] for i in keep] for x in (files, labels, checks))
+  # Contiguous blocks (as tfds.even_splits): a block of the order is proportional, a
+  # stride through it need not be.
+  shard = slice(len(files) * process_index // process_count,
+                len(files) * (process_index + 1) // process_count)
+  ds = _decode_skipping_failures(files[shard], labels[shard],
+                                 f"split {split!r} of image folder {root!r}")
+  decoded_bytes = sum(h * w * 3 for (h, w), _ in checks[shard])
+  return Split(ds, len(files[shard]), len(files), len(classes) or None, None,
+               class_names=classes or None, decoded_bytes=decoded_bytes,
+               skipped_files=tuple(bad))
 
 
 def load_split(dataset: str, split: str, *, data_dir: Optional[str] = None,
-               download: bool = False, process_index: int = 0,
-               process_count: int = 1) -> Split:
-  """One process's shard of ``dataset``'s ``split`` (see the module docstring)."""
+               download: bool = False, process_index: int = 0, process_count: int = 1,
+               train_split: str = "train", strict: bool = False) -> Split:
+  """One process's shard of ``dataset``'s ``split`` (see the module docstring).
+
+  Image folders only: ``train_split`` is the split whose label folders define the class
+  list (every split's label ids); ``strict=True`` raises on files that do not decode
+  instead of skipping them with a warning.
+  """
   if not 0 <= process_index < process_count:
     raise ValueError(f"process_index must be in [0, {process_count}); got {process_index}.")
   if dataset.startswith(FOLDER_PREFIX):
-    return _load_folder(dataset[len(FOLDER_PREFIX):], split, process_index, process_count)
+    return _load_folder(dataset[len(FOLDER_PREFIX):], split, process_index, process_count,
+                        train_split=train_split, strict=strict)
   return _load_tfds(dataset, split, data_dir, download, process_index, process_count)
 
 
@@ -183,14 +504,16 @@ CACHE_MODES = ("auto", "always", "never")
 
 
 def _should_cache(split: Split, cache) -> bool:
-  """``cache``: "always", "never", or "auto" (when the decoded split fits in memory)."""
+  """``cache``: "always", "never", or "auto": when this process's decoded split is known
+  to be below ``CACHE_LIMIT_BYTES`` (2 GiB; image folders: from their headers)."""
   if cache not in CACHE_MODES and not isinstance(cache, bool):
     raise ValueError(f"cache must be one of {CACHE_MODES}; got {cache!r}.")
   if cache != "auto":
     return cache in (True, "always")
-  if split.num_examples is None or split.image_shape is None:
-    return False
-  return split.num_examples * int(np.prod(split.image_shape)) < CACHE_LIMIT_BYTES
+  size = split.decoded_bytes
+  if size is None and split.num_examples is not None and split.image_shape is not None:
+    size = split.num_examples * int(np.prod(split.image_shape))
+  return size is not None and size < CACHE_LIMIT_BYTES
 
 
 def train_dataset(split: Split, *, batch_size: int, image_size: int,
