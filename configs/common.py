@@ -6,6 +6,8 @@ run on a CPU in minutes (a narrow ResNet-18, small batch, a few steps, the embed
 dataset), keeping its objective, heads' structure and optimiser.
 """
 
+import inspect
+
 import ml_collections
 
 # Projector / predictor recipes (mssl.models.heads.RECIPES) as config dicts.
@@ -15,16 +17,84 @@ MATRIX_SSL_PREDICTOR = dict(hidden=(512,), out=2048, batch_norm=True, bias=False
                             last_bn=False, last_bn_affine=True)
 
 
-def parse_arg(arg):
-  """``"cifar100,runlocal,views=4"`` -> {"cifar100": True, "runlocal": True, "views": "4"}."""
+class ConfigArgError(ValueError):
+  """A config argument (``--config=FILE:ARG``) the config does not take."""
+
+
+def parse_arg(arg, **allowed):
+  """``"cifar100,runlocal,views=4"`` -> ``{"cifar100": True, "runlocal": True, "views": 4}``.
+
+  ``allowed`` names every word the config file takes and its type: ``bool`` for a switch
+  (``runlocal=bool``), ``int`` / ``float`` / ``str`` for ``word=value``. An unknown word, a
+  switch given a value, a value word without one or a value of the wrong type raises
+  :class:`ConfigArgError` naming the word and what the config allows (big_vision's rule:
+  a misspelt word must not silently run the default).
+  """
+  def usage():
+    return ", ".join(w if t is bool else f"{w}=<{t.__name__}>" for w, t in allowed.items())
   out = {}
   for word in (arg or "").split(","):
     word = word.strip()
     if not word:
       continue
-    key, _, value = word.partition("=")
-    out[key] = value if value else True
+    key, has_value, value = word.partition("=")
+    if key not in allowed:
+      raise ConfigArgError(f"config argument {word!r} is not known; allowed: "
+                           f"{usage() or '(none)'}.")
+    kind = allowed[key]
+    if kind is bool:
+      if has_value:
+        raise ConfigArgError(f"config argument {word!r}: {key!r} is a switch and takes no "
+                             f"value; allowed: {usage()}.")
+      out[key] = True
+      continue
+    if not has_value or not value:
+      raise ConfigArgError(f"config argument {word!r} needs a value: {key}=<"
+                           f"{kind.__name__}>.")
+    try:
+      out[key] = kind(value)
+    except ValueError:
+      raise ConfigArgError(f"config argument {word!r}: {value!r} is not of type "
+                           f"{kind.__name__}.") from None
   return out
+
+
+def loss_config(objective, **values):
+  """``config.loss`` for ``objective``: every hyperparameter it takes with its default
+  (so any of them can be set on the command line, e.g. ``--config.loss.logm=exact``),
+  updated with ``values``. Required ones without a default (MEC's ``lam_inv``, set by its
+  schedule) are left out."""
+  from mssl import losses  # no TensorFlow: the objectives and their registry
+  block = {}
+  for key, default in losses.loss_keywords(objective).items():
+    if default is inspect.Parameter.empty:
+      continue
+    block[key] = (ml_collections.FieldReference(None, field_type=float) if default is None
+                  else default)
+  unknown = sorted(set(values) - set(block) - set(losses.loss_keywords(objective)))
+  if unknown:
+    raise ValueError(f"loss_config({objective!r}): unknown keys {unknown}.")
+  block.update(values)
+  return ml_collections.ConfigDict(block)
+
+
+# Every field of mssl.data.ViewConfig, unset (None: the preset's value), so a single entry
+# can be set on the command line: --config.data.preset_overrides.hue=0.5
+_VIEW_FIELD_TYPES = dict(crop_scale=tuple, crop_ratio=tuple, flip=float, jitter=float,
+                         brightness=float, contrast=float, saturation=float, hue=float,
+                         grayscale=float, blur=float, blur_sigma=tuple, solarize=float,
+                         rotation=float)
+
+
+def preset_overrides(**values):
+  """``config.data.preset_overrides``: ``values`` set, every other field None."""
+  unknown = sorted(set(values) - set(_VIEW_FIELD_TYPES))
+  if unknown:
+    raise ValueError(f"unknown augmentation fields {unknown}; allowed: "
+                     f"{sorted(_VIEW_FIELD_TYPES)}.")
+  block = {k: ml_collections.FieldReference(values.get(k), field_type=t)
+           for k, t in _VIEW_FIELD_TYPES.items()}
+  return ml_collections.ConfigDict(block)
 
 
 def head(hidden, out, batch_norm=True, bias=True, last_bn=False, last_bn_affine=True):
@@ -39,13 +109,13 @@ def get_config():
   c.mode = "pretrain"            # "pretrain" | "linear_eval"
   c.seed = 0
   c.objective = "matrix_ssl"
-  c.loss = ml_collections.ConfigDict()  # keyword arguments of the objective
+  c.loss = loss_config(c.objective)  # the objective's keyword arguments (all of them)
   c.mec = ml_collections.ConfigDict(dict(eps2=64.0, warmup_epochs=10.0, start_factor=8.0))
 
   c.data = ml_collections.ConfigDict(dict(
       dataset="cifar10", data_dir=ml_collections.FieldReference(None, field_type=str),
       download=False, train_split="train", eval_split="test", knn_split="train[:10000]",
-      image_size=32, preset="mocov3_cifar", preset_overrides={}, num_views=2,
+      image_size=32, preset="mocov3_cifar", preset_overrides=preset_overrides(), num_views=2,
       num_small_crops=0, small_size=96, shuffle_buffer=10_000, cache="auto",
       eval_crop_fraction=1.0, autotune=True))
 
@@ -77,7 +147,9 @@ def get_config():
       probe_epochs=30, probe_lr=0.1, final=True, compare_random_init=False,
       # the offline probe: "standardize" + "sgd" (solo-learn) or MAE's "batchnorm" + "lars"
       probe_normalization="standardize", probe_optimizer="sgd", probe_warmup_epochs=0.0,
-      num_previews=8))
+      num_previews=8,
+      # Re-running a finished workdir keeps its results.json; True evaluates it again.
+      reevaluate=False))
   c.distributed = ml_collections.ConfigDict(dict(
       initialize=False, coordinator_address=ml_collections.FieldReference(None, str),
       num_processes=ml_collections.FieldReference(None, int),
@@ -191,12 +263,24 @@ DATASETS = {  # name -> (tfds name, image size, eval split, crop fraction, FroSS
 
 def method_config(method, arg):
   """ResNet-18 (CIFAR stem) pretraining of ``method``; ``arg`` picks the dataset
-  (cifar10 | cifar100 | stl10), ``views=V`` (FroSSL), and ``runlocal``."""
-  words = parse_arg(arg)
+  (cifar10 | cifar100 | stl10), ``views=V`` (FroSSL), ``kernel=K`` (Kernel-SSL) and
+  ``runlocal``."""
+  allowed = {d: bool for d in DATASETS}
+  allowed["runlocal"] = bool
+  if method == "frossl":
+    allowed["views"] = int
+  if method == "kernel_ssl":
+    allowed["kernel"] = str
+  words = parse_arg(arg, **allowed)
+  chosen = [d for d in DATASETS if d in words]
+  if len(chosen) > 1:
+    raise ConfigArgError(f"config arguments name several datasets {chosen}; pick one.")
   recipe = CIFAR_METHODS[method]
   c = get_config()
   c.objective = method
-  c.loss = ml_collections.ConfigDict(recipe["loss"])
+  c.loss = loss_config(method, **recipe["loss"])
+  if "kernel" in words:
+    c.loss.kernel = words["kernel"]
   c.teacher = recipe["teacher"]
   c.ema.base = recipe.get("ema", 0.996)
   c.projector = head(**recipe["projector"])
@@ -206,7 +290,7 @@ def method_config(method, arg):
   c.data.preset = recipe["preset"]
   c.batch_size = 256
   c.num_epochs = 1000.0
-  dataset = next((d for d in DATASETS if d in words), "cifar10")
+  dataset = chosen[0] if chosen else "cifar10"
   name, size, eval_split, crop, frossl_w = DATASETS[dataset]
   c.data.dataset, c.data.image_size, c.data.eval_split = name, size, eval_split
   c.data.eval_crop_fraction = crop
@@ -217,7 +301,7 @@ def method_config(method, arg):
     c.model.stem = "cifar"
   if method == "frossl":
     c.loss.invariance_weight = frossl_w
-    c.data.num_views = int(words.get("views", 2))
+    c.data.num_views = words.get("views", 2)
   if "runlocal" in words:
     runlocal(c)
   return c
@@ -237,10 +321,10 @@ def masked_image_config(objective, size, arg):
   AdamW (0.9, 0.95), wd 0.05 (none on biases and norms), lr 1.5e-4 x B/256, B = 1024,
   40 warm-up epochs of 200, random-resized crop 0.2-1 + flip, mask ratio 0.75, decoder
   512 x 8. ``arg``: ``epochs=N``, ``runlocal``."""
-  words = parse_arg(arg)
+  words = parse_arg(arg, epochs=int, runlocal=bool)
   c = get_config()
   c.objective = objective
-  c.loss = ml_collections.ConfigDict(MASKED_IMAGE_LOSS[objective])
+  c.loss = loss_config(objective, **MASKED_IMAGE_LOSS[objective])
   c.projector = None
   c.predictor = None
   c.teacher = "none"

@@ -19,7 +19,7 @@ from configs import common
 
 
 def get_config(arg=None):
-  words = common.parse_arg(arg)
+  words = common.parse_arg(arg, shapes=bool, runlocal=bool, steps=int)
   c = common.get_config()
   c.mode = "finetune"
   c.pretrained_workdir = ml_collections.FieldReference(None, field_type=str)
@@ -28,7 +28,7 @@ def get_config(arg=None):
   for key in ("dataset", "train_split", "eval_split", "image_size", "eval_crop_fraction"):
     c.data[key] = ml_collections.FieldReference(None, field_type=type(c.data[key]))
   c.data.preset = "mae"
-  c.data.preset_overrides = {"crop_scale": (0.08, 1.0)}
+  c.data.preset_overrides = common.preset_overrides(crop_scale=(0.08, 1.0))
   c.finetune = ml_collections.ConfigDict(dict(
       layer_decay=0.65, drop_path=0.1, label_smoothing=0.1, mixup_alpha=0.8,
       cutmix_alpha=1.0, mix_prob=1.0, switch_prob=0.5))
@@ -42,7 +42,7 @@ def get_config(arg=None):
   c.eval.batch_size = 1024
   if "shapes" in words or "runlocal" in words:
     c.batch_size = 128
-    c.total_steps = int(words.get("steps", 300 if "shapes" in words else 6))
+    c.total_steps = words.get("steps", 300 if "shapes" in words else 6)
     c.optimizer.update(dict(base_lr=1e-3, warmup_epochs=0.5))
     c.finetune.update(dict(drop_path=0.0, layer_decay=0.75))
     c.data.eval_split = "test[:2000]" if "shapes" in words else "test[:512]"

@@ -21,5 +21,5 @@ from configs import kernel_ssl_r50
 
 def get_config(arg=None):
   c = common.method_config("kernel_ssl", arg)
-  c.loss.kernel = kernel_ssl_r50.kernel_word(common.parse_arg(arg))
+  c.loss.kernel = kernel_ssl_r50.kernel_word({"kernel": c.loss.kernel})
   return c

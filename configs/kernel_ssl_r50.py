@@ -35,11 +35,11 @@ def kernel_word(words):
 
 
 def get_config(arg=None):
-  words = common.parse_arg(arg)
+  words = common.parse_arg(arg, epochs=int, kernel=str, runlocal=bool)
   c = mssl_r50.imagenet_r50(common.get_config(), words)
   c.objective = "kernel_ssl"
-  c.loss.update(dict(kernel=kernel_word(words), lam=1.0, mu=1.0, gamma=1.0, w_hsic=0.003,
-                     order=4, logm="taylor"))
+  c.loss = common.loss_config("kernel_ssl", kernel=kernel_word(words), lam=1.0, mu=1.0,
+                              gamma=1.0, w_hsic=0.003, order=4, logm="taylor")
   c.teacher = "ema"
   c.ema.base = 0.996
   if "runlocal" in words:

@@ -14,7 +14,7 @@ from configs import common
 
 
 def get_config(arg=None):
-  del arg
+  common.parse_arg(arg)  # takes no arguments
   c = common.get_config()
   c.mode = "linear_eval"
   c.pretrained_workdir = ml_collections.FieldReference(None, field_type=str)

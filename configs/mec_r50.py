@@ -14,10 +14,10 @@ from configs import mssl_r50
 
 
 def get_config(arg=None):
-  words = common.parse_arg(arg)
+  words = common.parse_arg(arg, epochs=int, runlocal=bool)
   c = mssl_r50.imagenet_r50(common.get_config(), words)
   c.objective = "mec"
-  c.loss.update(dict(order=4))
+  c.loss = common.loss_config("mec", order=4)
   c.mec.update(dict(eps2=64.0, warmup_epochs=10.0, start_factor=8.0))
   c.teacher = "ema"
   if "runlocal" in words:

@@ -15,11 +15,11 @@ from configs import common
 
 
 def get_config(arg=None):
-  words = common.parse_arg(arg)
+  words = common.parse_arg(arg, umae=bool, mae=bool, steps=int)
   objective = next((o for o in ("umae", "mae") if o in words), "mmae")
   c = common.masked_image_config(objective, "micro", "runlocal")
   c.batch_size = 128
-  c.total_steps = int(words.get("steps", 400))
+  c.total_steps = words.get("steps", 400)
   c.optimizer.update(dict(base_lr=1.5e-3, warmup_epochs=0.5))
   c.log_every = 25
   c.eval_every = 200

@@ -20,6 +20,6 @@ def get_config(arg=None):
   c = common.masked_image_config("mmae", "large", arg)
   c.loss.mu = 3.0                    # the official ViT-L run (pretrain.sh)
   c.loss.reference_world_size = 8    # the official runs' gradient scale (8 GPUs)
-  if "runlocal" not in common.parse_arg(arg):
+  if "runlocal" not in common.parse_arg(arg, epochs=int, runlocal=bool):
     c.model.remat = True
   return c

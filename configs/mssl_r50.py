@@ -35,10 +35,11 @@ def imagenet_r50(c, words):
 
 
 def get_config(arg=None):
-  words = common.parse_arg(arg)
+  words = common.parse_arg(arg, epochs=int, runlocal=bool)
   c = imagenet_r50(common.get_config(), words)
   c.objective = "matrix_ssl"
-  c.loss.update(dict(lam=1.0, mu=1.0, gamma=1.0, order=4, logm="taylor"))
+  c.loss = common.loss_config("matrix_ssl", lam=1.0, mu=1.0, gamma=1.0, order=4,
+                              logm="taylor")
   c.teacher = "ema"
   c.ema.base = 0.996
   if "runlocal" in words:

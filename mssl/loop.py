@@ -8,12 +8,17 @@ that starts at any input position, and an evaluator; :func:`run` does the rest:
 * resumes from the workdir's newest readable checkpoint (state, input position, RNG), so
   N uninterrupted steps and k + (N - k) resumed steps give the same parameters;
 * writes ``config.json`` / ``run.json`` and a parameter overview on a fresh start;
-* checks the loss one step late (the device is never stalled for it) and stops at the
-  first non-finite value, naming the step and the objective's components;
+* checks the loss and the state one step late (the device is never stalled for it) and
+  stops at the first non-finite value, naming the step and the objective's components: the
+  jitted step also reduces the new state (parameters, batch statistics, optimiser state)
+  to one "all finite" flag, so a state that went bad before its loss did is never saved;
 * logs (TensorBoard + JSON lines, process 0 only), evaluates every ``eval_every`` steps
   and at the end, saves every ``checkpoint_every`` steps, at the end, on a preemption
   notice and at ``stop_after`` -- only verified-finite states are saved, so the last
-  checkpoint is always good.
+  checkpoint is always good;
+* refuses a workdir whose checkpoints belong to another config (:mod:`mssl.workdir`), and
+  turns a failed checkpoint write (a full disk) into one :class:`CheckpointWriteError`
+  naming the workdir and the newest good checkpoint.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import time
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from clu import parameter_overview, periodic_actions
@@ -33,10 +39,19 @@ from clu import parameter_overview, periodic_actions
 from mssl import checkpoint as ckpt_lib
 from mssl import data as data_lib
 from mssl import sharding
+from mssl import workdir as workdir_lib
+
+STATE_FINITE = "state_finite"  # the metric the jitted step adds (1: every value finite)
 
 
 class NonFiniteLossError(FloatingPointError):
-  """The objective became NaN or infinite; the message names the step and components."""
+  """The objective (or the train state) became NaN or infinite; the message names the
+  step, the objective's components and the newest good checkpoint."""
+
+
+class CheckpointWriteError(OSError):
+  """A checkpoint could not be written (e.g. a full disk); the message names the workdir
+  and the newest good checkpoint."""
 
 
 @dataclasses.dataclass
@@ -57,14 +72,34 @@ class Outcome:
   eval_metrics: dict
   train_seconds: float
   finished: bool                               # False: stopped early, resume later
+  already_finished: bool = False               # resumed at (or past) the last step
+
+
+def all_finite(tree) -> jax.Array:
+  """1.0 when every floating-point value in ``tree`` is finite, else 0.0 (one reduction
+  per array, on device)."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+            if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)).astype(jnp.float32) if leaves else jnp.float32(1)
 
 
 def jit_train_step(train_step, mesh):
   """``train_step(state, batch)`` jitted for the loop: state replicated and donated (its
-  buffers are reused for the new state), batch sharded along the ``data`` axis."""
+  buffers are reused for the new state), batch sharded along the ``data`` axis. The
+  metrics gain ``state_finite`` (see :func:`all_finite`) for the loop's checks."""
   replicated = sharding.replicated(mesh)
-  return jax.jit(train_step, in_shardings=(replicated, sharding.batch_sharded(mesh)),
+
+  def step_and_check(state, batch):
+    new_state, metrics = train_step(state, batch)
+    return new_state, {**metrics, STATE_FINITE: all_finite(new_state)}
+  return jax.jit(step_and_check, in_shardings=(replicated, sharding.batch_sharded(mesh)),
                  out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+
+def _last_good(last_checkpoint) -> str:
+  if last_checkpoint is None:
+    return "no checkpoint was saved before it"
+  return f"the last good checkpoint (step {last_checkpoint}) is intact"
 
 
 def check_finite(step: int, metrics: dict, objective: str, last_checkpoint) -> None:
@@ -74,7 +109,55 @@ def check_finite(step: int, metrics: dict, objective: str, last_checkpoint) -> N
                       if k == "loss" or k.startswith("loss/"))
     raise NonFiniteLossError(
         f"non-finite loss at step {step} (objective {objective!r}): {parts}. Training "
-        f"stopped; the last good checkpoint (step {last_checkpoint}) is intact.")
+        f"stopped; {_last_good(last_checkpoint)}.")
+  if metrics.get(STATE_FINITE, 1.0) < 1.0:
+    raise NonFiniteLossError(
+        f"non-finite values in the train state (parameters, batch statistics or optimiser "
+        f"state) after step {step} (objective {objective!r}; its loss was still "
+        f"{metrics.get('loss', float('nan')):.6g}). Training stopped; "
+        f"{_last_good(last_checkpoint)}.")
+
+
+def _disk_usage(path: str) -> int:
+  total = 0
+  for root, _, files in os.walk(path):
+    for name in files:
+      try:
+        total += os.path.getsize(os.path.join(root, name))
+      except OSError:
+        pass
+  return total
+
+
+def checkpoint_write_error(error: BaseException, checkpointer,
+                           step: int) -> CheckpointWriteError:
+  """One readable :class:`CheckpointWriteError` for a failed save of ``step`` (whose
+  partial files are removed): the reason, the space a checkpoint takes, the newest good
+  checkpoint on disk."""
+  reason, cause = None, error
+  while cause is not None and reason is None:
+    if "No space left on device" in str(cause) or getattr(cause, "errno", None) == 28:
+      reason = "No space left on device"
+    cause = cause.__cause__ or cause.__context__
+  if reason is None:
+    lines = str(error).strip().splitlines()
+    reason = f"{type(error).__name__}: {lines[0][:200] if lines else ''}"
+  try:  # let saves still in flight finish (or fail) before removing partial files
+    checkpointer.wait()
+  except Exception:  # the same failure, already reported above
+    pass
+  checkpointer.remove_partial()
+  good = checkpointer.newest_on_disk()
+  size = ""
+  if good is not None:
+    size = (" (a checkpoint of this run takes about "
+            f"{_disk_usage(os.path.join(checkpointer.directory, str(good))):,} bytes)")
+  newest = (f"the newest good checkpoint is step {good}" if good is not None
+            else "no checkpoint of this run was saved yet")
+  return CheckpointWriteError(
+      f"could not write the checkpoint of step {step} to {checkpointer.directory}: "
+      f"{reason}. Training stopped; {newest}. Free space{size} and run again with the "
+      "same workdir to resume.")
 
 
 def save_config(config, workdir: str, run_info: dict) -> None:
@@ -90,6 +173,15 @@ def write_results(workdir: str, results: dict) -> None:
     with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:
       json.dump({k: (float(v) if isinstance(v, (int, float, np.floating)) else v)
                  for k, v in results.items()}, f, indent=2, sort_keys=True)
+
+
+def read_results(workdir: str):
+  """The workdir's ``results.json`` as a dict, or None."""
+  path = os.path.join(workdir, "results.json")
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
 
 
 def to_floats(metrics) -> dict:
@@ -112,6 +204,7 @@ def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
   state = job.state
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                        max_to_keep=config.keep_checkpoints)
+  workdir_lib.check_same_run(workdir, config, has_checkpoints=bool(checkpointer.all_steps()))
   restored = checkpointer.restore_latest(ckpt_lib.abstract_like(state))
   position, start_step = 0, 0
   if restored is not None:
@@ -128,6 +221,9 @@ def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
                           if isinstance(v, (int, float, str, bool))})
 
   total = job.total_steps
+  if start_step >= total:  # a finished run: nothing to train, nothing to save
+    checkpointer.close()
+    return Outcome(state, {}, 0.0, finished=True, already_finished=True)
   progress = periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
                                              every_steps=config.log_every)
   eval_metrics: dict = {}
@@ -155,7 +251,12 @@ def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
         eval_metrics = job.evaluate(state)
         writer.write_scalars(step, eval_metrics)
       if save_now:  # only verified-finite states are saved
-        checkpointer.save(step, state, {"data_position": iterator.position})
+        try:
+          checkpointer.save(step, state, {"data_position": iterator.position})
+          if is_last or stopping:
+            checkpointer.wait()
+        except Exception as error:  # an async write error surfaces at the next save
+          raise checkpoint_write_error(error, checkpointer, step) from None
         last_checkpoint = step
         if checkpointer.reached_preemption(step) or stopping:
           logging.warning("stopping at step %d (%s): checkpoint saved; run again with the "
@@ -163,7 +264,15 @@ def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
                           "preemption notice" if not stopping else "config.stop_after")
           break
     writer.flush()
-  finally:
-    checkpointer.close()
+  except BaseException:
+    try:  # the original error is the one to report
+      checkpointer.close()
+    except Exception as error:  # pragma: no cover - a second failure while stopping
+      logging.warning("closing the checkpointer also failed: %s", str(error)[:200])
+    raise
+  try:
+    checkpointer.close()  # waits for the last asynchronous save
+  except Exception as error:
+    raise checkpoint_write_error(error, checkpointer, last_checkpoint) from None
   return Outcome(state, eval_metrics, time.time() - started,
                  finished=int(state["step"]) >= total)

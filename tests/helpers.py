@@ -43,9 +43,15 @@ def small(config, tfds_dir, **overrides):
 FAST_MODEL = ["--config.model.name=vit_micro", "--config.model.patch_size=4"]
 
 
-def run_main(args, env_extra=None, **kwargs):
-  env = dict(os.environ, PYTHONPATH=str(ROOT), **(env_extra or {}))
-  return subprocess.run([sys.executable, "-m", "mssl.main", *args], cwd=ROOT, env=env,
+def run_main(args, env_extra=None, cwd=ROOT, **kwargs):
+  """``python -m mssl.main ARGS`` in ``cwd``. From the repository root the checkout is
+  on the path; from elsewhere only the installed package is (as for a user)."""
+  env = dict(os.environ, **(env_extra or {}))
+  if pathlib.Path(cwd) == ROOT:
+    env["PYTHONPATH"] = str(ROOT)
+  else:
+    env.pop("PYTHONPATH", None)
+  return subprocess.run([sys.executable, "-m", "mssl.main", *args], cwd=cwd, env=env,
                         capture_output=True, text=True, **kwargs)
 
 

@@ -37,8 +37,8 @@ def test_every_registered_objective_lists_its_keywords_from_its_signature():
 
 def test_switching_objective_without_its_loss_keys_fails_naming_them():
   message = problems(objective="vicreg")
-  assert ("config.loss has gamma, lam, mu, order, which objective 'vicreg' does not take; "
-          "allowed: cov_weight, sim_weight, var_weight.") in message
+  assert ("config.loss has gamma, lam, logm, mu, order, side, which objective 'vicreg' "
+          "does not take; allowed: cov_weight, sim_weight, var_weight.") in message
   message = problems("simclr_r18_cifar", "runlocal", **{"loss.temprature": 0.2})
   assert "config.loss has temprature" in message and "allowed: temperature" in message
 

@@ -75,7 +75,9 @@ SMALL_CROP_SCALE = (0.05, 0.14)
 
 
 def preset(name: str, **overrides) -> tuple[ViewConfig, ...]:
-  """The views of a named preset, every field optionally overridden for all views."""
+  """The views of a named preset, every field optionally overridden for all views (an
+  override of None keeps the preset's value)."""
+  overrides = {k: v for k, v in overrides.items() if v is not None}
   if name not in PRESETS:
     raise ValueError(f"augmentation preset must be one of {tuple(sorted(PRESETS))}; got "
                      f"{name!r}.")

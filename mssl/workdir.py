@@ -1,0 +1,150 @@
+"""The workdir a run owns: one run at a time, and only the run it was started for.
+
+* :class:`WorkdirLock`: a lock file (``workdir/run.lock``: pid, host, start time) taken by
+  process 0 for the whole run. A second run on the same workdir stops at once, naming the
+  first; a lock left by a process that no longer exists (killed on this host) is stale and
+  taken over with a warning.
+* :func:`check_same_run`: a workdir with checkpoints belongs to the config saved in its
+  ``config.json``; resuming it with a config that changes the model, heads, objective or
+  data is an error listing the fields that differ (and nothing is moved).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import socket
+from typing import Optional
+
+LOCK_FILE = "run.lock"
+
+# Config fields that define what a checkpoint holds and what the run optimises. Fields
+# outside these (length, logging, evaluation, checkpoint cadence) may change on resume.
+IDENTITY_FIELDS = ("mode", "objective", "loss", "model", "projector", "predictor", "mae",
+                   "teacher", "batch_size", "optimizer.name", "data.dataset",
+                   "data.image_size", "data.num_views", "finetune")
+
+
+class WorkdirError(RuntimeError):
+  """The workdir cannot be used by this run (in use, or holding another run)."""
+
+
+def _is_local(path: str) -> bool:
+  return "://" not in path
+
+
+def _process_exists(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # exists, owned by someone else
+    return True
+  return True
+
+
+class WorkdirLock:
+  """``with WorkdirLock(workdir):`` holds ``workdir/run.lock`` (process 0 only; a no-op
+  on remote paths such as ``gs://``, where the filesystem offers no atomic create)."""
+
+  def __init__(self, workdir: str, *, enabled: bool = True):
+    self.path = os.path.join(workdir, LOCK_FILE)
+    self.enabled = enabled and _is_local(workdir)
+    self._held = False
+
+  def _owner(self) -> Optional[dict]:
+    try:
+      with open(self.path, encoding="utf-8") as f:
+        return json.load(f)
+    except (OSError, ValueError):
+      return None
+
+  def acquire(self) -> None:
+    if not self.enabled:
+      return
+    os.makedirs(os.path.dirname(self.path), exist_ok=True)
+    me = {"pid": os.getpid(), "host": socket.gethostname(),
+          "started": datetime.datetime.now().isoformat(timespec="seconds")}
+    for _ in range(2):
+      try:
+        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+      except FileExistsError:
+        owner = self._owner() or {}
+        same_host = owner.get("host") == me["host"]
+        if same_host and isinstance(owner.get("pid"), int) and \
+            not _process_exists(owner["pid"]):
+          logging.warning("taking over the stale lock %s of process %s (started %s), "
+                          "which no longer runs.", self.path, owner.get("pid"),
+                          owner.get("started"))
+          os.remove(self.path)
+          continue
+        raise WorkdirError(
+            f"the workdir {os.path.dirname(self.path)} is in use by process "
+            f"{owner.get('pid', '?')} on {owner.get('host', '?')} (started "
+            f"{owner.get('started', '?')}); two runs on one workdir would overwrite each "
+            f"other's checkpoints. Wait for it to finish, or use another workdir. If that "
+            f"process is gone, delete {self.path}.") from None
+      with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(me, f)
+      self._held = True
+      return
+    raise WorkdirError(f"could not take the lock {self.path}.")
+
+  def release(self) -> None:
+    if self._held:
+      self._held = False
+      try:
+        os.remove(self.path)
+      except FileNotFoundError:
+        pass
+
+  def __enter__(self):
+    self.acquire()
+    return self
+
+  def __exit__(self, *exc):
+    self.release()
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+  out = {}
+  for key, value in tree.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, dict) and value:
+      out.update(_flatten(value, name + "."))
+    else:
+      out[name] = value
+  return out
+
+
+def _identity(flat: dict) -> dict:
+  return {k: v for k, v in flat.items()
+          if any(k == f or k.startswith(f + ".") for f in IDENTITY_FIELDS)}
+
+
+def config_differences(saved: dict, config) -> list[str]:
+  """``"field: saved X, now Y"`` for every identity field that differs between a saved
+  ``config.json`` (as a dict) and ``config``."""
+  now = _identity(_flatten(json.loads(config.to_json_best_effort())))
+  before = _identity(_flatten(saved))
+  return [f"{k}: saved {before.get(k, '(absent)')!r}, now {now.get(k, '(absent)')!r}"
+          for k in sorted(set(now) | set(before)) if before.get(k) != now.get(k)]
+
+
+def check_same_run(workdir: str, config, has_checkpoints: bool) -> None:
+  """Raises :class:`WorkdirError` when ``workdir`` holds checkpoints of a run whose saved
+  config differs from ``config`` in a field of :data:`IDENTITY_FIELDS`."""
+  path = os.path.join(workdir, "config.json")
+  if not has_checkpoints or not os.path.exists(path):
+    return
+  with open(path, encoding="utf-8") as f:
+    saved = json.load(f)
+  differences = config_differences(saved, config)
+  if differences:
+    raise WorkdirError(
+        f"the workdir {workdir} holds checkpoints of another run: its config.json differs "
+        "from this config in fields that change the model, objective or data:\n  - "
+        + "\n  - ".join(differences) + "\nResume with the saved values, or use a new "
+        "workdir; no checkpoint was moved.")

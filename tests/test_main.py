@@ -1,0 +1,89 @@
+"""The command line: config words and fields are checked against the config file before
+anything is built, every field a user may need is settable, and a config file runs from
+any working directory."""
+
+import ml_collections
+import pytest
+
+from mssl import main as entry
+from mssl import validation
+
+from helpers import CONFIGS, ROOT, load_config, run_main
+
+
+def prepared(config_name, *args, arg=None):
+  """(config as absl would hand it over, after main's own steps)."""
+  base = load_config(config_name, arg)
+  argv, nones, loss = entry.prepare_command_line(["prog", *args], base)
+  config = load_config(config_name, arg)
+  for item in argv[1:]:
+    field, _, value = item[len("--config."):].partition("=")
+    *path, last = field.split(".")
+    node = config
+    for part in path:
+      node = node[part]
+    node[last] = entry._parse_value(value)
+  config.lock()
+  explicit = {a[len("--config."):].partition("=")[0] for a in args}
+  entry.switch_objective(config, base, loss, explicit)
+  entry._set_none(config, nones)
+  return config
+
+
+def test_unknown_config_word_and_field_fail_before_anything_is_built(tmp_path):
+  out = run_main([f"--config={CONFIGS}/simclr_r18_cifar.py:cifar100x",
+                  f"--workdir={tmp_path}/w"], cwd=tmp_path)  # from another directory
+  assert out.returncode == 2
+  assert ("config argument 'cifar100x' is not known; allowed: cifar10, cifar100, stl10, "
+          "runlocal.") in out.stderr
+  out = run_main([f"--config={CONFIGS}/simclr_r18_cifar.py:runlocal",
+                  f"--workdir={tmp_path}/w", "--config.loss.temprature=0.2"], cwd=tmp_path)
+  assert out.returncode == 2
+  assert ("--config.loss.temprature: config.loss has no field 'temprature'; its fields: "
+          "temperature.") in out.stderr
+  assert "Traceback" not in out.stderr
+  assert not (tmp_path / "w").exists()
+
+
+def test_config_file_runs_from_any_directory(tmp_path):
+  # Loads (imports configs.common from the file's own folder) and reaches validation.
+  out = run_main([f"--config={CONFIGS}/quickstart.py", f"--workdir={tmp_path}/w",
+                  "--config.loss.mu=-1.0"], cwd=tmp_path)
+  assert out.returncode == 1
+  assert "config.loss.mu=-1.0 is not allowed for objective 'matrix_ssl'" in out.stderr
+  assert "ModuleNotFoundError" not in out.stderr and "Traceback" not in out.stderr
+
+
+def test_config_words_are_typed():
+  with pytest.raises(ValueError, match="'step=4' is not known; allowed: steps=<int>"):
+    load_config("quickstart", "step=4")
+  with pytest.raises(ValueError, match="'steps=many': 'many' is not of type int"):
+    load_config("quickstart", "steps=many")
+  assert load_config("quickstart", "steps=7").total_steps == 7
+  assert load_config("frossl_r18_cifar", "views=4,runlocal").data.num_views == 4
+
+
+def test_readme_advice_fields_are_settable():
+  config = prepared("quickstart", "--config.loss.logm=exact",
+                    "--config.data.preset_overrides.hue=0.25", "--config.predictor=None")
+  assert config.loss.logm == "exact" and config.predictor is None
+  assert config.data.preset_overrides.hue == 0.25
+  assert config.data.preset_overrides.grayscale == 0.8  # the quickstart's own value kept
+  assert config.data.preset_overrides.solarize is None   # unset: the preset's value
+  validation.validate(config, device_count=1, process_count=1)
+  with pytest.raises(entry.CommandLineError, match="config.eval has no field 'nope'"):
+    prepared("quickstart", "--config.eval.nope=None")
+
+
+def test_switching_objective_brings_its_defaults_and_teacher():
+  config = prepared("quickstart", "--config.objective=simclr",
+                    "--config.loss.temperature=0.3")
+  assert dict(config.loss) == {"temperature": 0.3} and config.teacher == "none"
+  validation.validate(config, device_count=1, process_count=1)
+  config = prepared("quickstart", "--config.objective=vicreg")
+  assert dict(config.loss) == dict(sim_weight=25.0, var_weight=25.0, cov_weight=1.0)
+  config = prepared("simclr_r18_cifar", "--config.objective=simsiam", arg="runlocal")
+  assert config.teacher == "online"
+  with pytest.raises(entry.CommandLineError, match="objective 'vicreg' does not take "
+                     "temperature; allowed: cov_weight, sim_weight, var_weight"):
+    prepared("quickstart", "--config.objective=vicreg", "--config.loss.temperature=0.3")
