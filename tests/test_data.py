@@ -291,6 +291,10 @@ def test_an_image_that_fails_only_when_decoded_is_skipped_by_name(tmp_path):
                                             r"while reading: .*002\.png"):
     examples = list(tfds.as_numpy(split.dataset))
   assert sorted(int(e["label"]) for e in examples) == [0, 0, 0, 0, 1, 1, 1]
+  strict = data.load_split(f"image_folder:{tmp_path}", "train", strict=True)
+  with pytest.raises(tf.errors.OpError, match=r"failed to decode while reading "
+                                              r"\(strict=True\): .*002\.png"):
+    list(tfds.as_numpy(strict.dataset))
 
 
 def test_auto_cache_keeps_small_folders_decoded(tmp_path, monkeypatch):
