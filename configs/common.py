@@ -117,7 +117,10 @@ def get_config():
       download=False, train_split="train", eval_split="test", knn_split="train[:10000]",
       image_size=32, preset="mocov3_cifar", preset_overrides=preset_overrides(), num_views=2,
       num_small_crops=0, small_size=96, shuffle_buffer=10_000, cache="auto",
-      eval_crop_fraction=1.0, autotune=True))
+      eval_crop_fraction=1.0, autotune=True,
+      # Unreadable images in an image folder: skipped with a warning naming each (False),
+      # or the run stops before training with the list (True).
+      strict=False))
 
   c.model = ml_collections.ConfigDict(dict(
       name="resnet18", stem="cifar", width=64, zero_init_residual=False, dtype="float32",

@@ -231,6 +231,8 @@ def validate(config, *, device_count: int | None = None,
     root = dataset[len(data.pipeline.FOLDER_PREFIX):]
     check(os.path.isdir(root), f"config.data.dataset={dataset!r}: the folder {root!r} does "
           "not exist (expected PATH/<split>/<label>/*.png).")
+  elif config.mode == "pretrain" and (unknown := data.check_dataset_name(dataset)):
+    check(False, f"config.data.dataset={dataset!r}: {unknown}")
   elif (config.mode == "pretrain" and not dataset.startswith(data.pipeline.EMBEDDED)
         and not config.data.download and (data_dir is None or os.path.isdir(data_dir))):
     check(_is_tfds_prepared(dataset, data_dir),

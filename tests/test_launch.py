@@ -2,7 +2,9 @@
 failing process. (The local launcher training two processes is the README command run by
 tests/test_readme.py.)"""
 
+import os
 import subprocess
+import sys
 
 import pytest
 
@@ -15,7 +17,8 @@ def test_launcher_reports_a_failing_process(tmp_path):
   done = subprocess.run(
       ["bash", str(LAUNCH / "local_multiprocess.sh"), "2", "1", "configs/quickstart.py",
        str(tmp_path / "bad"), "--config.objective=nope"],
-      cwd=ROOT, capture_output=True, text=True, timeout=300)
+      cwd=ROOT, capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, PYTHON=sys.executable))  # the suite's interpreter, not PATH's
   assert done.returncode != 0
   assert "process 0 failed" in done.stderr
   assert "config.objective='nope'" in (tmp_path / "bad" / "logs" / "process_0.log").read_text()

@@ -81,3 +81,9 @@ def test_lengths_sizes_and_checkpoints():
   assert "config.data.image_size=0 must be a positive number of pixels" in message
   assert "config.num_epochs=0.0 must be positive" in problems(total_steps=-1,
                                                               num_epochs=0.0)
+
+
+def test_unknown_tfds_name_is_reported_as_unknown_with_close_matches():
+  message = problems(**{"data.dataset": "cifar11"})
+  assert "config.data.dataset='cifar11': unknown tfds dataset 'cifar11'" in message
+  assert "cifar10" in message and "not prepared" not in message
