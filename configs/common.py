@@ -152,7 +152,10 @@ def get_config():
       probe_normalization="standardize", probe_optimizer="sgd", probe_warmup_epochs=0.0,
       num_previews=8,
       # Re-running a finished workdir keeps its results.json; True evaluates it again.
-      reevaluate=False))
+      reevaluate=False,
+      # The final table's raw-pixel baseline: probe and kNN on images downsampled to at
+      # most pixel_size x pixel_size, standardised (what an encoder has to beat).
+      compare_pixels=True, pixel_size=16))
   c.distributed = ml_collections.ConfigDict(dict(
       initialize=False, coordinator_address=ml_collections.FieldReference(None, str),
       num_processes=ml_collections.FieldReference(None, int),

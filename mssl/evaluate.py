@@ -8,6 +8,10 @@
   schedule (warm-up + cosine, mini-batches), the offline linear evaluation: standardised
   features and SGD (solo-learn), or MAE's BatchNorm head (no affine) with LARS; its
   accuracy on the test features is returned.
+* :func:`pixel_features`: the raw-pixel baseline's "features" (downsampled images), so
+  the final table says whether an encoder beats the pixels it was given.
+* :func:`unbeaten_baselines`: the lines of the final table where the pretrained encoder
+  does not beat a baseline.
 """
 
 from __future__ import annotations
@@ -129,3 +133,41 @@ def linear_probe(train_feats, train_labels, test_feats, test_labels, *, num_clas
   params, _, stats = carry
   logits = normalize(x_test, stats["mean"], stats["var"]) @ params["w"] + params["b"]
   return float(jnp.mean(jnp.argmax(logits, axis=-1) == jnp.asarray(test_labels)))
+
+
+def pixel_features(images, size: int = 16) -> jax.Array:
+  """``(N, H, W, C)`` images -> ``(N, s * s * C)`` pixels, ``s = min(size, H, W)``,
+  downsampled by area averaging (antialiased resize): the raw-pixel baseline. kNN and the
+  linear probe standardise them like any features."""
+  images = jnp.asarray(images, jnp.float32)
+  n, h, w, c = images.shape
+  s = min(size, h, w)
+  if h % s == 0 and w % s == 0:  # exact area averaging over (h/s) x (w/s) blocks
+    images = images.reshape(n, s, h // s, s, w // s, c).mean(axis=(2, 4))
+  else:
+    images = jax.image.resize(images, (n, s, s, c), method="linear", antialias=True)
+  return images.reshape(n, s * s * c)
+
+
+def standardize(train_feats, test_feats) -> tuple[np.ndarray, np.ndarray]:
+  """Both sets standardised with the training set's per-dimension mean and std."""
+  train = np.asarray(train_feats, np.float32)
+  mean, std = train.mean(0), train.std(0) + 1e-6
+  return (train - mean) / std, (np.asarray(test_feats, np.float32) - mean) / std
+
+
+BASELINE_NAMES = {"random_init": "random init", "pixels": "raw pixels"}
+
+
+def unbeaten_baselines(final: dict, baselines=("random_init", "pixels")) -> list[str]:
+  """``final`` holds ``pretrained/linear_probe`` etc.; one line for every baseline whose
+  accuracy is at least the pretrained encoder's."""
+  lines = []
+  for metric, name in (("linear_probe", "linear probe"), ("knn", "kNN")):
+    mine = final.get(f"pretrained/{metric}")
+    for baseline in baselines:
+      other = final.get(f"{baseline}/{metric}")
+      if mine is not None and other is not None and mine <= other:
+        lines.append(f"the pretrained encoder does not beat {BASELINE_NAMES[baseline]} "
+                     f"on the {name}: {100 * mine:.2f}% vs {100 * other:.2f}%")
+  return lines
