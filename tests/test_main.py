@@ -87,3 +87,25 @@ def test_switching_objective_brings_its_defaults_and_teacher():
   with pytest.raises(entry.CommandLineError, match="objective 'vicreg' does not take "
                      "temperature; allowed: cov_weight, sim_weight, var_weight"):
     prepared("quickstart", "--config.objective=vicreg", "--config.loss.temperature=0.3")
+
+
+def test_every_config_field_the_readme_mentions_is_settable():
+  """Each ``--config.FIELD=VALUE`` of the README (commands and advice) names a field of
+  the config it is used with: the config file named on the same line, else the
+  quickstart's (placeholders such as FIELD, KEY and NAME are the syntax, not fields)."""
+  import re
+  text = re.sub(r"\\\n\s*", " ", (ROOT / "README.md").read_text())  # join "\" lines
+  checked = 0
+  for line in text.splitlines():
+    named = re.search(r"configs/(\w+)\.py", line)
+    for field, value in re.findall(r"--config\.([A-Za-z_.]+)=([^\s`']*)", line):
+      if field.isupper() or field.split(".")[-1].isupper():
+        continue
+      name = named.group(1) if named else (
+          "linear_eval" if field == "pretrained_workdir" else "quickstart")
+      config = load_config(name)
+      if field == "objective":
+        continue  # switching is covered above
+      entry._lookup(config, field)  # raises KeyError naming the missing part
+      checked += 1
+  assert checked >= 12
