@@ -1,12 +1,15 @@
 """Masked auto-encoder (He et al., "Masked Autoencoders Are Scalable Vision Learners",
 CVPR 2022): ViT encoder on the visible patches, a light decoder predicting pixels.
 
-* :func:`patchify` / :func:`unpatchify`: images (N, H, W, C) <-> patches
-  (N, L, p * p * C), row-major over the patch grid, pixels (row, col, channel) within a
-  patch (MAE's layout).
+* :func:`patchify` / :func:`unpatchify` (from :mod:`mssl.models.vit`): images
+  (N, H, W, C) <-> patches (N, L, p * p * C), row-major over the patch grid, pixels
+  (row, col, channel) within a patch (MAE's layout).
 * :func:`random_masking`: per-example uniform noise from an explicit RNG key, argsorted;
   keeps exactly ``round(L * (1 - ratio))`` patches per example, a different set per
   example, reproducible from the key.
+* :func:`gather_tokens`: the selection of visible tokens and the decoder's unshuffle.
+  Both index with (part of) a permutation, so the gradient is a gather with the inverse
+  permutation rather than the scatter-add of a general gather.
 * :func:`normalized_targets`: per-patch mean/variance normalised pixels (eps 1e-6).
 * :class:`MAE`: ``__call__(images, rng)`` returns the decoder's per-patch pixel
   predictions, the binary mask (1 = masked), the normalised CLS feature of the masked
@@ -21,29 +24,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mssl.models.vit import Transformer, ViT, VIT_SIZES, sincos_with_cls
-
-
-def patchify(images: jax.Array, patch_size: int) -> jax.Array:
-  """(N, H, W, C) -> (N, (H/p)(W/p), p * p * C)."""
-  n, h, w, c = images.shape
-  if h % patch_size or w % patch_size:
-    raise ValueError(f"image size {(h, w)} must be a multiple of patch_size {patch_size}.")
-  gh, gw = h // patch_size, w // patch_size
-  x = images.reshape(n, gh, patch_size, gw, patch_size, c)
-  x = x.transpose(0, 1, 3, 2, 4, 5)
-  return x.reshape(n, gh * gw, patch_size * patch_size * c)
-
-
-def unpatchify(patches: jax.Array, patch_size: int, channels: int = 3) -> jax.Array:
-  """(N, L, p * p * C) -> (N, H, W, C) for a square grid; the inverse of patchify."""
-  n, length, _ = patches.shape
-  grid = int(round(length ** 0.5))
-  if grid * grid != length:
-    raise ValueError(f"the number of patches must be a square; got {length}.")
-  x = patches.reshape(n, grid, grid, patch_size, patch_size, channels)
-  x = x.transpose(0, 1, 3, 2, 4, 5)
-  return x.reshape(n, grid * patch_size, grid * patch_size, channels)
+from mssl.models.vit import Transformer, ViT, VIT_SIZES, patchify, sincos_with_cls
+from mssl.models.vit import unpatchify  # noqa: F401  (mssl.models exports it from here)
 
 
 def normalized_targets(patches: jax.Array, eps: float = 1e-6) -> jax.Array:
@@ -61,6 +43,7 @@ class Masking(NamedTuple):
   keep_indices: jax.Array     # (N, K) indices of the visible patches
   restore_indices: jax.Array  # (N, L) inverse permutation (unshuffle)
   mask: jax.Array             # (N, L) 1.0 where the patch is masked
+  shuffle_indices: jax.Array  # (N, L) the permutation (visible patches first)
 
 
 def random_masking(rng: jax.Array, batch: int, num_patches: int,
@@ -74,7 +57,34 @@ def random_masking(rng: jax.Array, batch: int, num_patches: int,
   restore = jnp.argsort(shuffle, axis=1)
   mask = jnp.ones((batch, num_patches)).at[:, :keep].set(0.0)
   mask = jnp.take_along_axis(mask, restore, axis=1)
-  return Masking(shuffle[:, :keep], restore, mask)
+  return Masking(shuffle[:, :keep], restore, mask, shuffle)
+
+
+@jax.custom_vjp
+def gather_tokens(tokens: jax.Array, indices: jax.Array, inverse: jax.Array) -> jax.Array:
+  """``tokens[n, indices[n, k]]``: (N, L, D) -> (N, K, D), where ``indices`` (N, K) are the
+  first K entries of a per-example permutation of the L positions and ``inverse`` (N, L)
+  is that permutation's inverse. The same values as ``jnp.take_along_axis``; the
+  gradient (:func:`_gather_tokens_bwd`) is a gather with ``inverse``."""
+  return jnp.take_along_axis(tokens, indices[..., None], axis=1, mode="promise_in_bounds")
+
+
+def _gather_tokens_fwd(tokens, indices, inverse):
+  return gather_tokens(tokens, indices, inverse), inverse
+
+
+def _gather_tokens_bwd(inverse, grad):
+  """``d tokens[n, j] = grad[n, inverse[n, j]]`` where ``inverse[n, j] < K``, else 0:
+  position j was selected exactly once, as row ``inverse[n, j]``, or not at all."""
+  n, kept, width = grad.shape
+  missing = inverse.shape[1] - kept
+  if missing:
+    grad = jnp.concatenate([grad, jnp.zeros((n, missing, width), grad.dtype)], axis=1)
+  return (jnp.take_along_axis(grad, inverse[..., None], axis=1, mode="promise_in_bounds"),
+          None, None)
+
+
+gather_tokens.defvjp(_gather_tokens_fwd, _gather_tokens_bwd)
 
 
 class MAEOutput(NamedTuple):
@@ -97,13 +107,14 @@ class MAE(nn.Module):
   norm_pix_loss: bool = True
   dtype: Any = jnp.float32
   remat: bool = False
+  attention: str = "auto"     # see mssl.models.vit.dot_product_attention
 
   def setup(self):
     width, depth, heads, mlp = VIT_SIZES[self.encoder_size]
     self.encoder = ViT(width=width, depth=depth, num_heads=heads, mlp_dim=mlp,
                        patch_size=self.patch_size, image_size=self.image_size,
                        pos_embedding="sincos", dtype=self.dtype, remat=self.remat,
-                       name="encoder")
+                       attention=self.attention, name="encoder")
     self.decoder_embed = nn.Dense(self.decoder_width, dtype=self.dtype, name="decoder_embed")
     self.mask_token = self.param("mask_token", nn.initializers.normal(0.02),
                                  (1, 1, self.decoder_width))
@@ -111,7 +122,8 @@ class MAE(nn.Module):
                                                    self.decoder_width))
     self.decoder = Transformer(self.decoder_depth, self.decoder_heads,
                                self.decoder_width * self.decoder_mlp_ratio,
-                               dtype=self.dtype, remat=self.remat, name="decoder")
+                               dtype=self.dtype, remat=self.remat,
+                               attention=self.attention, name="decoder")
     self.decoder_pred = nn.Dense(self.patch_size ** 2 * 3, dtype=self.dtype,
                                  name="decoder_pred")
 
@@ -127,7 +139,7 @@ class MAE(nn.Module):
     tokens = self.encoder.embed_patches(images)
     n, length, _ = tokens.shape
     masking = random_masking(rng, n, length, self.mask_ratio)
-    visible = jnp.take_along_axis(tokens, masking.keep_indices[..., None], axis=1)
+    visible = gather_tokens(tokens, masking.keep_indices, masking.restore_indices)
     latent = self.encoder.encode_tokens(visible, train)      # (N, 1 + K, width)
     cls = latent[:, 0]
     x = self.decoder_embed(latent)
@@ -135,7 +147,7 @@ class MAE(nn.Module):
     mask_tokens = jnp.broadcast_to(self.mask_token.astype(x.dtype),
                                    (n, length - kept, self.decoder_width))
     shuffled = jnp.concatenate([x[:, 1:], mask_tokens], axis=1)
-    unshuffled = jnp.take_along_axis(shuffled, masking.restore_indices[..., None], axis=1)
+    unshuffled = gather_tokens(shuffled, masking.restore_indices, masking.shuffle_indices)
     x = jnp.concatenate([x[:, :1], unshuffled], axis=1) + self.decoder_pos.astype(x.dtype)
     x = self.decoder(x, train)
     pred = self.decoder_pred(x)[:, 1:]
