@@ -15,10 +15,12 @@ around the step (resume, NaN stop, checkpoints, logging) is :mod:`mssl.loop`'s.
 
 Logged: the loss, ``loss/reconstruction``, ``loss/regularizer`` (and the coding rate or
 mean squared cosine), ``effective_rank_cls`` of the masked pass's CLS features of the
-batch, and on the eval split kNN accuracy and the effective rank of the (unmasked)
-encoder's CLS features. At the end: the plots of every run, ``reconstructions.png``
-(original, masked input, reconstruction) and, with ``config.eval.final``, MAE's linear
-probe (BatchNorm head without affine parameters, LARS) and kNN on frozen CLS features.
+batch (an SVD, computed only on the steps the loop logs and NaN on the others: see
+:func:`mssl.train.logging_step`), and on the eval split kNN accuracy and the effective
+rank of the (unmasked) encoder's CLS features. At the end: the plots of every run,
+``reconstructions.png`` (original, masked input, reconstruction) and, with
+``config.eval.final``, MAE's linear probe (BatchNorm head without affine parameters, LARS)
+and kNN on frozen CLS features.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mssl import export, losses, matrix, models, optim, plots, sharding, train
+from mssl import export, losses, matrix, models, optim, sharding, train
 from mssl.models.mae import MAEOutput
 
 DEFAULT_LAM = {"mmae": 0.01, "umae": 0.01, "mae": 0.0}
@@ -62,7 +64,8 @@ def build_network(config) -> MaskedImageNetwork:
       size, patch_size=m.patch_size, image_size=config.data.image_size,
       mask_ratio=mae.mask_ratio, decoder_width=mae.decoder_width,
       decoder_depth=mae.decoder_depth, decoder_heads=mae.decoder_heads,
-      norm_pix_loss=mae.norm_pix_loss, dtype=jnp.dtype(m.dtype), remat=m.remat))
+      norm_pix_loss=mae.norm_pix_loss, dtype=jnp.dtype(m.dtype), remat=m.remat,
+      attention=m.get("attention", "auto")))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))  # eager init compiles op by op
@@ -88,7 +91,10 @@ def objective_settings(config) -> tuple[float, dict]:
   return lam, kwargs
 
 
-def make_train_step(config, network: MaskedImageNetwork, tx, schedule):
+def make_loss_fn(config, network: MaskedImageNetwork):
+  """``loss_fn(params, images, key) -> (loss, (components, CLS features))``: the
+  differentiated part of :func:`make_train_step`; the CLS features come without gradient
+  for the diagnostics."""
   lam, kwargs = objective_settings(config)
 
   def loss_fn(params, images, key):
@@ -98,23 +104,39 @@ def make_train_step(config, network: MaskedImageNetwork, tx, schedule):
     loss, aux = losses.masked_image_objective(out.pred, out.target, out.mask, out.cls,
                                               regularizer=config.objective, lam=lam,
                                               **kwargs)
-    rank = matrix.effective_rank(jax.lax.stop_gradient(out.cls))
-    return loss, (aux, rank)
+    return loss, (aux, jax.lax.stop_gradient(out.cls))
+
+  return loss_fn
+
+
+def make_train_step(config, network: MaskedImageNetwork, tx, schedule,
+                    total_steps: int | None = None):
+  """``train_step(state, batch) -> (state, metrics)``. ``effective_rank_cls`` (an SVD of
+  the CLS batch) runs only on the steps :func:`mssl.loop.run` logs (``config.log_every``
+  and, given ``total_steps``, the last), under a ``lax.cond`` inside this one step; it is
+  NaN on the other steps."""
+  loss_fn = make_loss_fn(config, network)
 
   def train_step(state, batch):
     key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
-    (loss, (aux, rank)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+    (loss, (aux, cls)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state["params"], batch["views"][0], key)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     new_state = dict(state, step=state["step"] + 1,
                      params=optax.apply_updates(state["params"], updates),
                      opt_state=opt_state)
+    rank = jax.lax.cond(train.logging_step(state["step"], config.log_every, total_steps),
+                        matrix.effective_rank, _nan_like_rank, cls)
     metrics = {"loss": loss, **{f"loss/{k}": v for k, v in aux.items()},
                "effective_rank_cls": rank, "learning_rate": schedule(state["step"]),
                "grad_norm": train.global_norm(grads)}
     return new_state, metrics
 
   return train_step
+
+
+def _nan_like_rank(z):
+  return jnp.full((), jnp.nan, jnp.promote_types(z.dtype, jnp.float32))
 
 
 def make_evaluator(config, network, mesh, num_classes: int) -> train.Evaluator:
@@ -165,13 +187,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
   def write_previews(state):
     params = sharding.to_host(state["params"])  # every process takes part in the gather
     if jax.process_index() == 0:
+      from mssl import plots  # matplotlib
       sample = next(evaluator.eval_batches())["image"][: config.eval.num_previews]
       plots.write_reconstructions(os.path.join(workdir, "reconstructions.png"),
                                   **reconstructions(network, params, sample, config.seed))
 
   return train.pretrain(
       config, workdir, mesh, state=init(),
-      train_step=make_train_step(config, network, tx, schedule),
+      train_step=make_train_step(config, network, tx, schedule, data.total_steps),
       evaluator=evaluator, make_data=data.make_data, run_info=data.run_info(),
       variables_of=lambda s: {"params": s["params"]},
       random_variables=lambda: {"params": init_params(network, config.data.image_size,

@@ -40,9 +40,10 @@ import ml_collections
 import numpy as np
 import optax
 
-from mssl import data as data_lib
-from mssl import evaluate, loop, losses, matrix, models, optim, plots, sharding
-from mssl import validation, writers
+# The input pipeline (TensorFlow), the loop and writers (clu) and plots (matplotlib) are
+# imported inside the functions that use them: the network, state and step above the
+# evaluation section import without them (benchmarks/step.py runs where none is installed).
+from mssl import evaluate, losses, matrix, models, optim, sharding
 
 # Per-channel statistics the encoder input is standardised with (ImageNet's).
 IMAGE_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -84,7 +85,8 @@ def build_encoder(model_config, image_size: int):
                           zero_init_residual=model_config.zero_init_residual, dtype=dtype,
                           remat=model_config.remat)
   return models.encoder(model_config.name, patch_size=model_config.patch_size,
-                        image_size=image_size, dtype=dtype, remat=model_config.remat)
+                        image_size=image_size, dtype=dtype, remat=model_config.remat,
+                        attention=model_config.get("attention", "auto"))
 
 
 def build_network(config, num_classes: int) -> SSLNetwork:
@@ -133,8 +135,10 @@ def objective_kwargs(config) -> dict:
   return {k: (tuple(v) if isinstance(v, list) else v) for k, v in config.loss.items()}
 
 
-def make_train_step(config, network: SSLNetwork, tx, schedule, total_steps: int,
-                    steps_per_epoch: int):
+def make_loss_fn(config, network: SSLNetwork, steps_per_epoch: int):
+  """``loss_fn(params, state, views, labels) -> (objective + probe loss, (batch_stats,
+  metrics))``: the differentiated part of :func:`make_train_step` (``params`` are the
+  online network's; the EMA teacher and batch statistics come from ``state``)."""
   spec = losses.spec(config.objective)
   kwargs = objective_kwargs(config)
   mec_schedule = None
@@ -180,6 +184,16 @@ def make_train_step(config, network: SSLNetwork, tx, schedule, total_steps: int,
                "online_probe/train_accuracy": accuracy, **extra}
     return loss + classifier_loss, (batch_stats, metrics)
 
+  return loss_fn
+
+
+def make_train_step(config, network: SSLNetwork, tx, schedule, total_steps: int,
+                    steps_per_epoch: int):
+  """``train_step(state, batch) -> (state, metrics)``: every metric is cheap and computed
+  on every step (the objective's components, the probe, the schedules, the gradient
+  norm); see :func:`logging_step` for the diagnostics that are not."""
+  loss_fn = make_loss_fn(config, network, steps_per_epoch)
+
   def train_step(state, batch):
     views = batch["views"][: config.data.num_views]
     (_, (batch_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -198,6 +212,22 @@ def make_train_step(config, network: SSLNetwork, tx, schedule, total_steps: int,
     return new_state, metrics
 
   return train_step
+
+
+def logging_step(step, log_every: int, total_steps: Optional[int] = None):
+  """Whether :func:`mssl.loop.run` writes the metrics of the step that starts from
+  ``state["step"] == step`` (a traced scalar): it writes after steps ``step + 1`` that are
+  multiples of ``log_every`` and after the last one.
+
+  A diagnostic too costly for every step (an SVD of the batch's features) runs under
+  ``jax.lax.cond(logging_step(...), ...)`` inside the one jitted step and is NaN on the
+  other steps, which the loop neither checks nor writes.
+  """
+  done = step + 1
+  logged = done % log_every == 0
+  if total_steps is not None and total_steps > 0:
+    logged = logged | (done == total_steps)
+  return logged
 
 
 # ------------------------------------------------------------------ evaluation --------
@@ -222,6 +252,8 @@ class Evaluator:
     c = self.config
     process, count = jax.process_index(), jax.process_count()
     self.local_batch = c.eval.batch_size // count
+
+    from mssl import data as data_lib  # TensorFlow: only where eval data is loaded
 
     def make(split_name):
       split = data_lib.load_split(c.data.dataset, split_name, data_dir=c.data.data_dir,
@@ -303,7 +335,12 @@ class Evaluator:
 
 
 # ------------------------------------------------------------------ the loop ----------
-NonFiniteLossError = loop.NonFiniteLossError
+def __getattr__(name):
+  # ``train.NonFiniteLossError`` without importing the loop (clu) with this module.
+  if name == "NonFiniteLossError":
+    from mssl import loop
+    return loop.NonFiniteLossError
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass
@@ -324,6 +361,7 @@ class TrainingInput:
 def training_input(config, data_config=None) -> TrainingInput:
   """The training split of ``data_config`` (default ``config.data``), sharded over
   processes, with the augmented-views dataset factory every trainer feeds its loop."""
+  from mssl import data as data_lib
   d = config.data if data_config is None else data_config
   process, count = jax.process_index(), jax.process_count()
   split = data_lib.load_split(d.dataset, d.train_split, data_dir=d.data_dir,
@@ -359,6 +397,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   ``mae``) go to :mod:`mssl.masked_image`, ``mode="linear_eval"`` to
   :mod:`mssl.linear_eval` and ``mode="finetune"`` to :mod:`mssl.finetune`.
   """
+  from mssl import validation
   validation.validate(config)
   if config.mode == "linear_eval":
     from mssl import linear_eval
@@ -397,6 +436,7 @@ def pretrain(config, workdir: str, mesh, *, state, train_step, evaluator: Evalua
   the sharded, donated jit of ``train_step``, :func:`mssl.loop.run`, the plots, the
   trainer's ``after_training(state)`` hook, then (``config.eval.final``) the offline probe
   of ``variables_of(state)`` beside ``random_variables()``, printed and saved."""
+  from mssl import loop, plots, writers
   is_main = jax.process_index() == 0
   step = loop.jit_train_step(train_step, mesh)
   spectrum = []
