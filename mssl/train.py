@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 from typing import Any, Optional
 
@@ -53,13 +54,19 @@ CLASSIFIER = "online_classifier"
 
 # ------------------------------------------------------------------ the network -------
 class SSLNetwork(nn.Module):
-  """encoder -> projector -> (predictor), plus a linear classifier on sg(features)."""
+  """encoder -> projector -> (predictor), plus a linear classifier on sg(features).
+
+  The online classifier sees its input standardised by a BatchNorm without affine
+  parameters (batch statistics in training, running ones in evaluation): features of an
+  SSL encoder have scales that vary by orders of magnitude across dimensions and over
+  training, and plain SGD on them lags the offline probe (which standardises too)."""
   encoder: nn.Module
   projector: nn.Module
   predictor: Optional[nn.Module]
   num_classes: int
 
   def setup(self):
+    self.online_probe_norm = nn.BatchNorm(use_bias=False, use_scale=False, momentum=0.9)
     self.online_classifier = nn.Dense(self.num_classes)  # param key == CLASSIFIER
 
   def __call__(self, images, train: bool = True):
@@ -68,7 +75,9 @@ class SSLNetwork(nn.Module):
     projection = self.projector(features, train=train)
     prediction = projection if self.predictor is None else self.predictor(projection,
                                                                           train=train)
-    logits = self.online_classifier(jax.lax.stop_gradient(features).astype(jnp.float32))
+    probe_input = self.online_probe_norm(
+        jax.lax.stop_gradient(features).astype(jnp.float32), use_running_average=not train)
+    logits = self.online_classifier(probe_input)
     return {"features": features, "projection": projection.astype(jnp.float32),
             "prediction": prediction.astype(jnp.float32), "logits": logits}
 
@@ -258,7 +267,9 @@ class Evaluator:
     def make(split_name):
       split = data_lib.load_split(c.data.dataset, split_name, data_dir=c.data.data_dir,
                                   download=c.data.download, process_index=process,
-                                  process_count=count)
+                                  process_count=count,
+                                  train_split=c.data.train_split or "train",
+                                  strict=c.data.get("strict", False))
       total = split.total_examples
       num = (data_lib.eval_num_batches(total, count, self.local_batch)
              if total is not None else None)
@@ -278,13 +289,15 @@ class Evaluator:
     """This process's eval-split batches (numpy; padded examples have ``mask = 0``)."""
     return self._eval_data().as_numpy_iterator()
 
-  def _outputs(self, variables, make_ds) -> dict:
-    """Every output (float32) and ``label`` of the valid (unpadded) examples."""
+  def _outputs(self, variables, make_ds, apply=None) -> dict:
+    """Every output (float32) of ``apply`` (default: the network's) and ``label`` of the
+    valid (unpadded) examples."""
+    apply = apply or self._apply
     collected: dict = {}
     for batch in make_ds().as_numpy_iterator():
       images = sharding.global_batch(self.mesh, batch["image"])
       host = sharding.to_host({  # one gather per batch for outputs, mask and labels
-          "out": self._apply(variables, images),
+          "out": apply(variables, images),
           "meta": sharding.global_batch(self.mesh, {"mask": batch["mask"],
                                                     "label": batch["label"]})})
       valid = np.asarray(host["meta"]["mask"]) > 0
@@ -315,10 +328,21 @@ class Evaluator:
     embedding = out.get("projection", out["features"])
     return metrics, np.asarray(matrix.embedding_spectrum(jnp.asarray(embedding)))
 
-  def probe(self, variables) -> dict:
-    """Offline linear probe and kNN on frozen features of ``variables``' encoder."""
-    out = self._outputs(variables, self._eval_data)
-    train_out = self._outputs(variables, self._knn_data)
+  def probe(self, variables, pixels: bool = False) -> dict:
+    """Offline linear probe and kNN on frozen features of ``variables``' encoder, or
+    (``pixels=True``) on the images' downsampled pixels (:func:`evaluate.pixel_features`),
+    standardised: the baseline an encoder has to beat."""
+    apply = None
+    if pixels:
+      size = self.config.eval.get("pixel_size", 16)
+      apply = jax.jit(lambda _, images: {"features": evaluate.pixel_features(images, size)},
+                      in_shardings=(sharding.replicated(self.mesh),
+                                    sharding.batch_sharded(self.mesh)))
+    out = self._outputs(variables, self._eval_data, apply)
+    train_out = self._outputs(variables, self._knn_data, apply)
+    if pixels:
+      train_out["features"], out["features"] = evaluate.standardize(train_out["features"],
+                                                                    out["features"])
     e = self.config.eval
     kw = dict(num_classes=self.num_classes)
     return {
@@ -366,7 +390,8 @@ def training_input(config, data_config=None) -> TrainingInput:
   process, count = jax.process_index(), jax.process_count()
   split = data_lib.load_split(d.dataset, d.train_split, data_dir=d.data_dir,
                               download=d.download, process_index=process,
-                              process_count=count)
+                              process_count=count, train_split=d.train_split or "train",
+                              strict=d.get("strict", False))
   total_steps, steps_per_epoch = steps(config, split.total_examples or config.batch_size)
   views = data_lib.preset(d.preset, **dict(d.preset_overrides))
 
@@ -398,16 +423,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   :mod:`mssl.linear_eval` and ``mode="finetune"`` to :mod:`mssl.finetune`.
   """
   from mssl import validation
+  from mssl import workdir as workdir_lib
   validation.validate(config)
-  if config.mode == "linear_eval":
-    from mssl import linear_eval
-    return linear_eval.run(config, workdir)
-  if config.mode == "finetune":
-    from mssl import finetune
-    return finetune.train_and_evaluate(config, workdir)
-  if config.objective in validation.MASKED_IMAGE:
-    from mssl import masked_image
-    return masked_image.train_and_evaluate(config, workdir)
+  # One run per workdir: a second process on it stops here, naming the first.
+  with workdir_lib.WorkdirLock(workdir, enabled=jax.process_index() == 0):
+    if config.mode == "linear_eval":
+      from mssl import linear_eval
+      return linear_eval.run(config, workdir)
+    if config.mode == "finetune":
+      from mssl import finetune
+      return finetune.train_and_evaluate(config, workdir)
+    if config.objective in validation.MASKED_IMAGE:
+      from mssl import masked_image
+      return masked_image.train_and_evaluate(config, workdir)
+    return _pretrain_two_view(config, workdir)
+
+
+def _pretrain_two_view(config, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   mesh = sharding.make_mesh()
   data = training_input(config)
@@ -452,8 +484,19 @@ def pretrain(config, workdir: str, mesh, *, state, train_step, evaluator: Evalua
                  total_steps=run_info["total_steps"], run_info=run_info)
   outcome = loop.run(config, workdir, job, mesh, writer)
   state = outcome.state
+  saved = loop.read_results(workdir)
+  if outcome.already_finished and saved is not None and not config.eval.get("reevaluate",
+                                                                            False):
+    logging.warning("the workdir %s holds a finished run (step %d); its results.json is "
+                    "kept as it is. Set --config.eval.reevaluate=True to evaluate it again, "
+                    "or raise config.total_steps / num_epochs to train on.", workdir,
+                    int(state["step"]))
+    writer.close()
+    return saved
   results = {"steps": int(state["step"]), "train_seconds": outcome.train_seconds,
              **outcome.eval_metrics}
+  if outcome.already_finished and saved is not None:  # re-evaluated: keep what it measured
+    results = {**saved, **{k: v for k, v in results.items() if k != "train_seconds"}}
   if not outcome.finished:  # stopped early (preemption, stop_after): resume later
     writer.close()
     return {**results, "stopped_early": True}
@@ -466,6 +509,8 @@ def pretrain(config, workdir: str, mesh, *, state, train_step, evaluator: Evalua
     if config.eval.compare_random_init:
       final.update({f"random_init/{k}": v for k, v in evaluator.probe(
           sharding.replicate(mesh, random_variables())).items()})
+    if config.eval.get("compare_pixels", True):
+      final.update({f"pixels/{k}": v for k, v in evaluator.probe({}, pixels=True).items()})
     writer.write_scalars(int(state["step"]), final)
     results.update(final)
     if is_main:
@@ -483,9 +528,11 @@ def global_norm(tree):
 
 def format_results(final: dict) -> str:
   rows = ["", "                      linear probe    kNN (k=20)"]
-  for prefix, name in (("pretrained", "pretrained encoder"), ("random_init", "random init")):
+  for prefix, name in (("pretrained", "pretrained encoder"), ("random_init", "random init"),
+                       ("pixels", "raw pixels")):
     if f"{prefix}/linear_probe" in final:
       rows.append(f"{name:>20}    {100 * final[f'{prefix}/linear_probe']:10.2f}%  "
                   f"{100 * final[f'{prefix}/knn']:10.2f}%")
+  rows += [f"  note: {line}." for line in evaluate.unbeaten_baselines(final)]
   return "\n".join(rows)
 
