@@ -1,0 +1,103 @@
+"""Tests for benchmarks/step.py and its FLOP counter (benchmarks/flops.py)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mssl import models
+from helpers import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import flops  # noqa: E402
+
+
+class TinyNet(nn.Module):
+  """conv 3x3 (3 -> 4 channels, 8 x 8, SAME) -> mean pool -> dense 4 -> 5."""
+
+  @nn.compact
+  def __call__(self, x):
+    h = nn.Conv(4, (3, 3), padding="SAME")(x).mean(axis=(1, 2))
+    return h, nn.Dense(5)(h)
+
+
+def test_flops_of_a_tiny_conv_and_dense_net_by_hand():
+  net = TinyNet()
+  x = jnp.ones((2, 8, 8, 3))
+  params = net.init(jax.random.key(0), x)["params"]
+  frozen_w = jnp.ones((4, 6))
+
+  def loss(params, frozen_w, x):
+    h, logits = net.apply({"params": params}, x)
+    teacher = jax.lax.stop_gradient(h) @ frozen_w   # no gradient reaches params here
+    return jnp.sum(logits) + jnp.sum(teacher)
+
+  count = flops.count_loss(loss, params, frozen_w, x)
+  conv = 2 * (2 * 8 * 8 * 4) * (3 * 3 * 3)   # 2 x outputs x multiply-adds per output
+  dense = 2 * 2 * 4 * 5
+  assert count.trainable == conv + dense == 27_728
+  assert count.frozen == 2 * 2 * 4 * 6 == 96
+  assert count.step == 3 * 27_728 + 96
+
+
+def test_nested_jaxprs_scan_and_cond_are_counted():
+  w = jnp.ones((4, 4))
+
+  def loss(w, x):
+    x = jax.lax.scan(lambda c, _: (c @ w, None), x, None, length=3)[0]   # 3 products
+    x = jax.lax.cond(x.sum() > 0, lambda a: a @ w @ w, lambda a: a @ w, x)  # costlier: 2
+    return jax.jit(lambda a: (a @ w).sum())(x)                          # 1 more
+  count = flops.count_loss(loss, w, jnp.ones((2, 4)))
+  assert count.trainable == 6 * (2 * 2 * 4 * 4) and count.frozen == 0
+
+
+@pytest.mark.parametrize("name,published_gmacs", [
+    ("resnet50", 4.09),   # torchvision's 4.09 GFLOPS (multiply-adds) at 224 x 224
+    ("vit_base", 17.56),  # ViT-B/16 at 224 x 224 (timm / fvcore)
+])
+def test_forward_flops_of_published_backbones(name, published_gmacs):
+  kwargs = dict(num_classes=1000) if name == "resnet50" else dict(num_classes=1000,
+                                                                  attention="xla")
+  model = models.encoder(name, **kwargs)
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)),
+                                                train=False))
+  rest = {k: v for k, v in variables.items() if k != "params"}
+  count = flops.count_loss(
+      lambda params, rest, x: model.apply({**rest, "params": params}, x, train=False).sum(),
+      variables["params"], rest, jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32))
+  assert count.trainable / 2e9 == pytest.approx(published_gmacs, rel=2e-3)
+
+
+def test_peak_flops_table():
+  assert flops.peak_flops("NVIDIA H100 80GB HBM3", jnp.bfloat16) == 989.4e12
+  assert flops.peak_flops("NVIDIA H100 80GB HBM3", np.float32) == 494.7e12
+  assert flops.peak_flops("NVIDIA H100 PCIe", jnp.bfloat16) == 756e12
+  assert flops.peak_flops("TPU v5 lite", jnp.bfloat16) == 197e12
+  assert flops.peak_flops("TPU v5p", jnp.bfloat16) == 459e12
+  assert flops.peak_flops("TPU v6 lite", jnp.bfloat16) == 918e12
+  assert flops.peak_flops("cpu", np.float32) is None
+
+
+def test_step_benchmark_runs_a_tiny_config_and_writes_its_fields(tmp_path):
+  out = tmp_path / "step.json"
+  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / "benchmarks" / "step.py"), "--config=configs/mmae_shapes.py",
+       "--batch", "16", "--steps", "2", "--warmup", "1", "--out", str(out)],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(out.read_text())
+  assert result["config"] == "mmae_shapes" and result["batch"] == 16
+  assert result["samples_per_s"] > 0 and result["compile_s"] > 0
+  assert 0 < result["step_ms"]["min"] <= result["step_ms"]["median"]
+  assert result["flops_per_sample"] > 0
+  assert result["mfu"] is None and result["backend"] == "cpu"  # no CPU peak in the table
+  for field in ("device_kind", "jax_version", "dtype", "xla_cost_flops_per_sample"):
+    assert field in result
+  assert np.isfinite(result["final_loss"])
