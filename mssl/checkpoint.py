@@ -26,7 +26,6 @@ from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
 
 FINGERPRINT = "state_fingerprint"  # the metadata key

@@ -34,10 +34,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from clu import parameter_overview, periodic_actions
 
 from mssl import checkpoint as ckpt_lib
-from mssl import data as data_lib
 from mssl import sharding
 from mssl import workdir as workdir_lib
 
@@ -84,16 +82,13 @@ def all_finite(tree) -> jax.Array:
 
 
 def jit_train_step(train_step, mesh):
-  """``train_step(state, batch)`` jitted for the loop: state replicated and donated (its
-  buffers are reused for the new state), batch sharded along the ``data`` axis. The
-  metrics gain ``state_finite`` (see :func:`all_finite`) for the loop's checks."""
-  replicated = sharding.replicated(mesh)
-
+  """``train_step(state, batch)`` jitted for the loop (:func:`mssl.sharding.jit_train_step`:
+  state replicated and donated, batch sharded along ``data``), its metrics extended with
+  ``state_finite`` (:func:`all_finite` of the new state) for the loop's checks."""
   def step_and_check(state, batch):
     new_state, metrics = train_step(state, batch)
     return new_state, {**metrics, STATE_FINITE: all_finite(new_state)}
-  return jax.jit(step_and_check, in_shardings=(replicated, sharding.batch_sharded(mesh)),
-                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+  return sharding.jit_train_step(step_and_check, mesh)
 
 
 def _last_good(last_checkpoint) -> str:
@@ -201,6 +196,8 @@ def flatten(config, prefix="") -> dict:
 
 def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
   """Trains ``job`` to ``job.total_steps`` (or until stopped); see the module docstring."""
+  from clu import parameter_overview, periodic_actions  # the loop's services only
+  from mssl import data as data_lib  # TensorFlow
   state = job.state
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                        max_to_keep=config.keep_checkpoints)
