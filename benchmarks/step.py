@@ -6,8 +6,8 @@
 
 Builds what training runs: the config's network, optimiser, state and train step
 (``mssl.train`` for two-view objectives, ``mssl.masked_image`` for M-MAE / U-MAE / MAE)
-under the loop's jit (``mssl.sharding.jit_train_step``: state replicated and donated,
-batch sharded over every device), and feeds it random batches that already live on the
+under the loop's jit (``mssl.loop.jit_train_step``: state replicated and donated, batch
+sharded over every device, the new state's finiteness check), and feeds it random batches that already live on the
 device (uniform pixels, ``config.data.num_views`` views, labels), so the input pipeline
 is out of the measurement. ``--set model.attention=xla`` (repeatable) overrides config
 fields for ablations; ``--set log_every=1`` times the steps that also compute the
@@ -39,8 +39,8 @@ operations inside command buffers (CUDA graphs) that the trace shows as one even
 speed here). ``--hlo FILE`` writes the optimised HLO of the step.
 
 Measured on an H100 at batch 256 (``benchmarks/results/step_h100.json``): M-MAE ViT-B/16
-4,182 samples/s (24.8% MFU; 2,216 before this benchmark's changes), Matrix-SSL ResNet-50
-two views + EMA teacher 2,164 samples/s (14.4% MFU).
+4,045 samples/s (24.0% MFU; 4,182 without the loop's state check; 2,216 before the step's
+speed-ups), Matrix-SSL ResNet-50 two views + EMA teacher 2,141 samples/s (14.2% MFU).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ import numpy as np  # noqa: E402
 
 import common  # noqa: E402
 import flops  # noqa: E402
-from mssl import masked_image, sharding, train  # noqa: E402
+from mssl import loop, masked_image, sharding, train  # noqa: E402
 
 MASKED_IMAGE = ("mmae", "umae", "mae")
 
@@ -268,7 +268,7 @@ def run(args) -> dict:
   batch = random_batch(config, batch_size, args.num_classes, mesh)
   count = count_flops(config, state, batch, args.num_classes, args.steps_per_epoch)
 
-  step = sharding.jit_train_step(train_step, mesh)
+  step = loop.jit_train_step(train_step, mesh)
   started = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - started
