@@ -157,10 +157,8 @@ def switch_objective(config, base, explicit_loss: dict, explicit_fields) -> None
   dropped = sorted(set(base.loss.keys()) - set(allowed))
   with config.unlocked():
     config.loss = ml_collections.ConfigDict(loss)
-  spec = losses.spec(objective)
   if "teacher" not in explicit_fields:
-    config.teacher = "online" if objective == "simsiam" else (
-        "ema" if spec.uses_teacher else "none")
+    config.teacher = losses.spec(objective).teacher
   logging.warning("config.objective=%r replaces the config file's %r: config.loss is now "
                   "%r (its defaults%s)%s; config.teacher=%r.", objective, base.objective,
                   dict(config.loss), " with your --config.loss values" if explicit_loss

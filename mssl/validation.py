@@ -150,12 +150,11 @@ def validate(config, *, device_count: int | None = None,
         check(config.data.num_views == 2,
               f"config.data.num_views={config.data.num_views}: objective {objective!r} "
               "takes exactly 2 views (use frossl for more).")
-      if spec.uses_teacher:
-        check(config.teacher == "ema", f"config.teacher={config.teacher!r}: objective "
-              f"{objective!r} needs an EMA teacher; set config.teacher='ema'.")
-      if objective == "simsiam":
-        check(config.teacher == "online", "config.teacher must be 'online' for simsiam "
-              f"(the target is the online projector); got {config.teacher!r}.")
+      why = {"ema": "needs an EMA teacher",
+             "online": "takes its target from the online projector",
+             "none": "takes no target branch (a teacher would be kept for nothing)"}
+      check(config.teacher == spec.teacher, f"config.teacher={config.teacher!r}: objective "
+            f"{objective!r} {why[spec.teacher]}; set config.teacher={spec.teacher!r}.")
     check(config.teacher in TEACHERS, f"config.teacher={config.teacher!r} is not allowed; "
           f"allowed: {', '.join(TEACHERS)}.")
     check(0.0 <= config.ema.base <= 1.0, f"config.ema.base={config.ema.base} must be in "

@@ -484,6 +484,12 @@ def test_registry_names_and_entries():
   assert expected <= set(losses.names())
   assert losses.get("matrix_ssl") is losses.matrix_ssl
   assert losses.spec("byol").uses_teacher and not losses.spec("simsiam").uses_teacher
+  assert {n: losses.spec(n).teacher for n in ("matrix_ssl", "mec", "kernel_ssl", "byol",
+                                              "simsiam", "simclr", "frossl", "mmae")} == \
+      dict(matrix_ssl="ema", mec="ema", kernel_ssl="ema", byol="ema", simsiam="online",
+           simclr="none", frossl="none", mmae="none")
+  with pytest.raises(ValueError, match="goes with inputs='two_branch'"):
+    losses.register("bad_teacher", inputs="pair", teacher="ema")
   assert losses.spec("frossl").inputs == "multi_view"
   value, aux = losses.get("mae")(jnp.ones((4, 3)))
   assert float(value) == 0.0 and aux == {}

@@ -100,7 +100,7 @@ def kernel_ssl_direction(p, z, *, kernel: str = "linear", lam: float = 1.0,
   return {"loss": total, "uniformity": uniformity, "alignment": alignment, "hsic": hsic}
 
 
-@register("kernel_ssl", inputs="two_branch", uses_teacher=True)
+@register("kernel_ssl", inputs="two_branch", teacher="ema")
 def kernel_ssl(z1, z2, p1, p2, *, kernel: str = "linear", lam: float = 1.0,
                mu: float = 1.0, gamma: float = 1.0, w_hsic: float = 0.003, order: int = 4,
                logm: str = "taylor", bandwidth: Optional[float] = None, degree: int = 2,

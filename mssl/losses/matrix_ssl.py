@@ -66,7 +66,7 @@ def matrix_alignment(p, z, *, mu: float, order: int = 4, logm: str = "taylor",
                                                side=side)
 
 
-@register("matrix_ssl", inputs="two_branch", uses_teacher=True)
+@register("matrix_ssl", inputs="two_branch", teacher="ema")
 def matrix_ssl(z1, z2, p1, p2, *, lam: float = 1.0, mu: float = 1.0, gamma: float = 1.0,
                order: int = 4, logm: str = "taylor", side: str = "auto"):
   """Matrix-SSL: ``0.5 [U(p2, z1) + U(p1, z2) + gamma (A(p2, z1) + A(p1, z2))]``.
@@ -109,7 +109,7 @@ def mec_trace(p, z, *, lam_inv: float, order: int = 4, side: str = "auto") -> ja
   return matrix.taylor_trace_from_power_traces(traces, order)
 
 
-@register("mec", inputs="two_branch", uses_teacher=True)
+@register("mec", inputs="two_branch", teacher="ema")
 def mec(z1, z2, p1, p2, *, lam_inv, order: int = 4, side: str = "auto"):
   """MEC: ``-lam_inv * 0.5 * (tr_K(p1, z2) + tr_K(p2, z1)) / B``.
 

@@ -16,7 +16,7 @@ from mssl.losses.common import check_views, cosine_similarity, sg
 from mssl.losses.registry import register
 
 
-@register("byol", inputs="two_branch", uses_teacher=True)
+@register("byol", inputs="two_branch", teacher="ema")
 def byol(z1, z2, p1, p2):
   """BYOL (sum over directions). aux: ``cosine`` (mean over both directions)."""
   z1, z2, p1, p2 = check_views([z1, z2, p1, p2], ["z1", "z2", "p1", "p2"])
@@ -25,7 +25,7 @@ def byol(z1, z2, p1, p2):
   return (2.0 - 2.0 * cos_a) + (2.0 - 2.0 * cos_b), {"cosine": 0.5 * (cos_a + cos_b)}
 
 
-@register("simsiam", inputs="two_branch", uses_teacher=False)
+@register("simsiam", inputs="two_branch", teacher="online")
 def simsiam(z1, z2, p1, p2):
   """SimSiam (mean over directions). aux: ``cosine``."""
   z1, z2, p1, p2 = check_views([z1, z2, p1, p2], ["z1", "z2", "p1", "p2"])

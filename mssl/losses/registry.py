@@ -26,27 +26,43 @@ from typing import Any, Callable
 INPUTS = ("two_branch", "pair", "multi_view", "single")
 
 
+TEACHERS = ("ema", "online", "none")
+
+
 @dataclasses.dataclass(frozen=True)
 class Objective:
   name: str
   fn: Callable
   inputs: str
-  uses_teacher: bool  # the target branch is an EMA teacher (else: the online network)
+  # Where the target branch (``p1, p2``) comes from: an EMA teacher of the online network
+  # ("ema": Matrix-SSL, MEC, Kernel-SSL, BYOL), the online network's own projector
+  # ("online": SimSiam), or nowhere ("none": the objective takes no target branch).
+  teacher: str = "none"
   min_views: int = 2
+
+  @property
+  def uses_teacher(self) -> bool:
+    """The target branch is an EMA teacher."""
+    return self.teacher == "ema"
 
 
 _REGISTRY: dict[str, Objective] = {}
 
 
-def register(name: str, *, inputs: str, uses_teacher: bool = False, min_views: int = 2):
-  """Decorator: registers ``fn`` under ``name``."""
+def register(name: str, *, inputs: str, teacher: str = "none", min_views: int = 2):
+  """Decorator: registers ``fn`` under ``name`` (see :class:`Objective` for ``teacher``)."""
   if inputs not in INPUTS:
     raise ValueError(f"inputs must be one of {INPUTS}; got {inputs!r}.")
+  if teacher not in TEACHERS:
+    raise ValueError(f"teacher must be one of {TEACHERS}; got {teacher!r}.")
+  if (teacher != "none") != (inputs == "two_branch"):
+    raise ValueError(f"objective {name!r}: a target branch (teacher={teacher!r}) goes with "
+                     f"inputs='two_branch' and only with it; got inputs={inputs!r}.")
 
   def decorate(fn):
     if name in _REGISTRY:
       raise ValueError(f"objective {name!r} is already registered.")
-    _REGISTRY[name] = Objective(name, fn, inputs, uses_teacher, min_views)
+    _REGISTRY[name] = Objective(name, fn, inputs, teacher, min_views)
     return fn
   return decorate
 
