@@ -112,7 +112,8 @@ def build(config, num_classes: int, total_steps: int, steps_per_epoch: int):
   network = train.build_network(config, num_classes)
   tx, schedule = train.make_optimizer(config, total_steps, steps_per_epoch)
   state = jax.jit(lambda: train.create_state(
-      train.init_variables(network, size, config.seed), tx, config.seed))()
+      train.init_variables(network, size, config.seed), tx, config.seed,
+      ema_teacher=train.has_ema_teacher(config)))()
   return state, train.make_train_step(config, network, tx, schedule, total_steps,
                                       steps_per_epoch)
 

@@ -45,7 +45,8 @@ def _abstract_state(config, num_classes: int):
     network = train.build_network(config, num_classes)
     variables = train.init_variables(network, config.data.image_size, config.seed)
     optimizer, _ = train.make_optimizer(config, 1, 1)
-    state = train.create_state(variables, optimizer, config.seed)
+    state = train.create_state(variables, optimizer, config.seed,
+                               ema_teacher=train.has_ema_teacher(config))
   return network, ckpt_lib.abstract_like(state)
 
 

@@ -127,16 +127,26 @@ def make_optimizer(config, total_steps: int, steps_per_epoch: int):
   return optax.multi_transform({"ssl": ssl, "classifier": classifier}, labels), schedule
 
 
-def create_state(variables: dict, tx: optax.GradientTransformation, seed: int) -> dict:
-  return {
+def has_ema_teacher(config) -> bool:
+  """Whether ``config.objective`` takes its targets from an EMA teacher (the registry's
+  ``teacher`` kind): only then does the state hold one and the step update it."""
+  return losses.spec(config.objective).teacher == "ema"
+
+
+def create_state(variables: dict, tx: optax.GradientTransformation, seed: int, *,
+                 ema_teacher: bool) -> dict:
+  """The train state; ``ema_params`` / ``ema_batch_stats`` (the teacher, initialised as
+  a copy of the online network) only with ``ema_teacher``."""
+  state = {
       "step": jnp.zeros((), jnp.int32),
       "params": variables["params"],
       "batch_stats": variables["batch_stats"],
       "opt_state": tx.init(variables["params"]),
-      "ema_params": variables["params"],
-      "ema_batch_stats": variables["batch_stats"],
       "rng": jax.random.key_data(jax.random.key(seed + 1)),
   }
+  if ema_teacher:
+    state.update(ema_params=variables["params"], ema_batch_stats=variables["batch_stats"])
+  return state
 
 
 # ------------------------------------------------------------------ the step ----------
@@ -171,7 +181,7 @@ def make_loss_fn(config, network: SSLNetwork, steps_per_epoch: int):
     if mec_schedule is not None:
       extra["lam_inv"] = mec_schedule(state["step"])
     if spec.inputs == "two_branch":
-      if config.teacher == "ema":
+      if spec.teacher == "ema":
         targets = [forward(state["ema_params"], state["ema_batch_stats"], v)[0]["projection"]
                    for v in views[:2]]
       else:  # SimSiam: the online projector (the objective stops its gradient)
@@ -202,6 +212,7 @@ def make_train_step(config, network: SSLNetwork, tx, schedule, total_steps: int,
   on every step (the objective's components, the probe, the schedules, the gradient
   norm); see :func:`logging_step` for the diagnostics that are not."""
   loss_fn = make_loss_fn(config, network, steps_per_epoch)
+  ema_teacher = has_ema_teacher(config)
 
   def train_step(state, batch):
     views = batch["views"][: config.data.num_views]
@@ -209,15 +220,17 @@ def make_train_step(config, network: SSLNetwork, tx, schedule, total_steps: int,
         state["params"], state, views, batch["label"])
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    momentum = optim.ema_momentum(state["step"], base=config.ema.base,
-                                  total_steps=total_steps)
     new_state = dict(state, step=state["step"] + 1, params=params, batch_stats=batch_stats,
-                     opt_state=opt_state,
-                     ema_params=optim.ema_update(state["ema_params"], params, momentum),
-                     ema_batch_stats=optim.ema_update(state["ema_batch_stats"],
-                                                      batch_stats, momentum))
-    metrics.update({"learning_rate": schedule(state["step"]), "ema_momentum": momentum,
+                     opt_state=opt_state)
+    metrics.update({"learning_rate": schedule(state["step"]),
                     "grad_norm": global_norm(grads)})
+    if ema_teacher:  # the teacher follows the student (cosine momentum base -> 1)
+      momentum = optim.ema_momentum(state["step"], base=config.ema.base,
+                                    total_steps=total_steps)
+      new_state.update(
+          ema_params=optim.ema_update(state["ema_params"], params, momentum),
+          ema_batch_stats=optim.ema_update(state["ema_batch_stats"], batch_stats, momentum))
+      metrics["ema_momentum"] = momentum
     return new_state, metrics
 
   return train_step
@@ -448,7 +461,8 @@ def _pretrain_two_view(config, workdir: str) -> dict:
   network = build_network(config, data.num_classes)
   tx, schedule = make_optimizer(config, data.total_steps, data.steps_per_epoch)
   init = jax.jit(lambda: create_state(init_variables(network, config.data.image_size,
-                                                     config.seed), tx, config.seed),
+                                                     config.seed), tx, config.seed,
+                                                     ema_teacher=has_ema_teacher(config)),
                  out_shardings=sharding.replicated(mesh))
   return pretrain(
       config, workdir, mesh, state=init(),

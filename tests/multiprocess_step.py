@@ -26,7 +26,7 @@ def main(process_id: int, num_processes: int, port: int, out: str):
   config.data.image_size = 16
   network = train.build_network(config, 10)
   tx, schedule = train.make_optimizer(config, 10, 10)
-  state = train.create_state(train.init_variables(network, 16, 0), tx, 0)
+  state = train.create_state(train.init_variables(network, 16, 0), tx, 0, ema_teacher=True)
   step_fn = train.make_train_step(config, network, tx, schedule, 10, 10)
   rng = np.random.default_rng(0)
   views = tuple(rng.uniform(size=(32, 16, 16, 3)).astype(np.float32) for _ in range(2))

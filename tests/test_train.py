@@ -198,12 +198,36 @@ def test_stops_at_first_non_finite_loss_and_keeps_last_checkpoint(tfds_dir, tmp_
   assert step == 1 and all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(params))
 
 
+# ------------------------------------------------------------ the teacher --------------
+@pytest.mark.parametrize("method,has_teacher", [("matrix_ssl", True), ("byol", True),
+                                                ("simsiam", False), ("simclr", False)])
+def test_ema_teacher_exists_only_for_objectives_that_have_one(method, has_teacher):
+  """The registry's teacher kind decides: no EMA copy (and no EMA update per step) for
+  objectives whose target is the online network or that have no target branch."""
+  config = load_config(f"{method}_r18_cifar", "runlocal")
+  config.model.update({"name": "vit_micro", "patch_size": 4})
+  config.data.image_size = 16
+  network = train.build_network(config, 10)
+  tx, schedule = train.make_optimizer(config, 10, 10)
+  state = jax.eval_shape(lambda: train.create_state(
+      train.init_variables(network, 16, 0), tx, 0,
+      ema_teacher=train.has_ema_teacher(config)))
+  assert ("ema_params" in state) == ("ema_batch_stats" in state) == has_teacher
+  step_fn = train.make_train_step(config, network, tx, schedule, 10, 10)
+  batch = {"views": tuple(jax.ShapeDtypeStruct((8, 16, 16, 3), np.float32)
+                          for _ in range(2)),
+           "label": jax.ShapeDtypeStruct((8,), np.int32)}
+  new_state, metrics = jax.eval_shape(step_fn, state, batch)
+  assert set(new_state) == set(state)
+  assert ("ema_momentum" in metrics) == has_teacher
+
+
 # ------------------------------------------------------------ sharding -----------------
 def test_sharded_step_equals_unsharded(tfds_dir, data_mesh):
   config = small(load_config("matrix_ssl_r18_cifar", "runlocal"), tfds_dir)
   network = train.build_network(config, 10)
   tx, schedule = train.make_optimizer(config, 10, 10)
-  state = train.create_state(train.init_variables(network, 16, 0), tx, 0)
+  state = train.create_state(train.init_variables(network, 16, 0), tx, 0, ema_teacher=True)
   step_fn = train.make_train_step(config, network, tx, schedule, 10, 10)
   rng = np.random.default_rng(0)
   batch = {"views": tuple(rng.uniform(size=(32, 16, 16, 3)).astype(np.float32)
