@@ -8,10 +8,10 @@ that starts at any input position, and an evaluator; :func:`run` does the rest:
 * resumes from the workdir's newest readable checkpoint (state, input position, RNG), so
   N uninterrupted steps and k + (N - k) resumed steps give the same parameters;
 * writes ``config.json`` / ``run.json`` and a parameter overview on a fresh start;
-* checks the loss and the state one step late (the device is never stalled for it) and
-  stops at the first non-finite value, naming the step and the objective's components: the
-  jitted step also reduces the new state (parameters, batch statistics, optimiser state)
-  to one "all finite" flag, so a state that went bad before its loss did is never saved;
+* checks the loss one step late (the device is never stalled for it) and stops at the
+  first non-finite value, naming the step and the objective's components; before every
+  save the whole state (parameters, batch statistics, optimiser state) is reduced to one
+  "all finite" flag, so a state that went bad before its loss did is never saved;
 * logs (TensorBoard + JSON lines, process 0 only), evaluates every ``eval_every`` steps
   and at the end, saves every ``checkpoint_every`` steps, at the end, on a preemption
   notice and at ``stop_after`` -- only verified-finite states are saved, so the last
@@ -39,7 +39,7 @@ from mssl import checkpoint as ckpt_lib
 from mssl import sharding
 from mssl import workdir as workdir_lib
 
-STATE_FINITE = "state_finite"  # the metric the jitted step adds (1: every value finite)
+STATE_FINITE = "state_finite"  # 1.0: every value of the state is finite (checked at saves)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -82,13 +82,14 @@ def all_finite(tree) -> jax.Array:
 
 
 def jit_train_step(train_step, mesh):
-  """``train_step(state, batch)`` jitted for the loop (:func:`mssl.sharding.jit_train_step`:
-  state replicated and donated, batch sharded along ``data``), its metrics extended with
-  ``state_finite`` (:func:`all_finite` of the new state) for the loop's checks."""
-  def step_and_check(state, batch):
-    new_state, metrics = train_step(state, batch)
-    return new_state, {**metrics, STATE_FINITE: all_finite(new_state)}
-  return sharding.jit_train_step(step_and_check, mesh)
+  """``train_step(state, batch)`` jitted for the loop: :func:`mssl.sharding.jit_train_step`
+  (state replicated and donated, batch sharded along ``data``). The state's finiteness is
+  checked where it matters, before each save (:func:`all_finite`), not every step: on an
+  H100 a per-step reduction over the M-MAE state cost 2 ms of a 63 ms step."""
+  return sharding.jit_train_step(train_step, mesh)
+
+
+_all_finite = jax.jit(all_finite)
 
 
 def _last_good(last_checkpoint) -> str:
@@ -111,6 +112,13 @@ def check_finite(step: int, metrics: dict, objective: str, last_checkpoint) -> N
         f"state) after step {step} (objective {objective!r}; its loss was still "
         f"{metrics.get('loss', float('nan')):.6g}). Training stopped; "
         f"{_last_good(last_checkpoint)}.")
+
+
+def check_state_finite(step: int, state, metrics: dict, objective: str,
+                       last_checkpoint) -> None:
+  """Before a save: the whole state (one reduction per array, on device) must be finite."""
+  check_finite(step, {**metrics, STATE_FINITE: float(_all_finite(state))}, objective,
+               last_checkpoint)
 
 
 def _disk_usage(path: str) -> int:
@@ -248,6 +256,7 @@ def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
         eval_metrics = job.evaluate(state)
         writer.write_scalars(step, eval_metrics)
       if save_now:  # only verified-finite states are saved
+        check_state_finite(step, state, host_metrics, job.objective, last_checkpoint)
         try:
           checkpointer.save(step, state, {"data_position": iterator.position})
           if is_last or stopping:

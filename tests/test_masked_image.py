@@ -291,7 +291,9 @@ def test_masked_image_config_validation(tfds_dir):
     validation.validate(c)
   message = str(info.value)
   for expected in ("config.model.name='resnet18'", "needs a ViT",
-                   "config.data.num_views=2", "config.loss has ['gamma']",
+                   "config.data.num_views=2",
+                   "config.loss has gamma, which objective 'mmae' does not take; allowed: "
+                   "center, lam, mu, reference_world_size.",
                    "config.mae.mask_ratio=1.0"):
     assert expected in message, message
 
