@@ -124,7 +124,10 @@ def get_config():
 
   c.model = ml_collections.ConfigDict(dict(
       name="resnet18", stem="cifar", width=64, zero_init_residual=False, dtype="float32",
-      remat=False, patch_size=16))
+      remat=False, patch_size=16,
+      # ViT attention: "auto" (cuDNN's fused kernel on a GPU in 16-bit, XLA elsewhere),
+      # "xla" or "cudnn"; see mssl/models/vit.py.
+      attention="auto"))
   c.projector = head(**MATRIX_SSL_PROJECTOR)
   c.predictor = head(**MATRIX_SSL_PREDICTOR)   # set to None for no predictor
   c.teacher = "ema"                  # "ema" | "online" (SimSiam) | "none"

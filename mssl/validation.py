@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from mssl import data, losses, models, optim
+from mssl.models.vit import ATTENTION as VIT_ATTENTION
 
 MODES = ("pretrain", "linear_eval", "finetune")
 TEACHERS = ("ema", "online", "none")
@@ -204,6 +205,10 @@ def validate(config, *, device_count: int | None = None,
         f"{', '.join(models.ENCODERS)}.")
   check(config.model.dtype in DTYPES, f"config.model.dtype={config.model.dtype!r} is not "
         f"allowed; allowed: {', '.join(DTYPES)}.")
+  if config.model.name.startswith("vit_"):
+    attention = config.model.get("attention", "auto")
+    check(attention in VIT_ATTENTION, f"config.model.attention={attention!r} is "
+          f"not allowed; allowed: {', '.join(VIT_ATTENTION)}.")
   if config.model.name.startswith("vit_") and config.data.image_size > 0:
     check(config.model.patch_size > 0 and
           config.data.image_size % config.model.patch_size == 0,

@@ -129,8 +129,17 @@ def config_differences(saved: dict, config) -> list[str]:
   ``config.json`` (as a dict) and ``config``."""
   now = _identity(_flatten(json.loads(config.to_json_best_effort())))
   before = _identity(_flatten(saved))
+
+  def compared(key, other):
+    # A field the other side lacks entirely is one added (or retired) since the save, at
+    # the value it had implicitly; a field the other side holds as a whole group (or a
+    # value where it has a group: predictor None vs a head) is a difference.
+    return key in other or any(key.startswith(k + ".") or k.startswith(key + ".")
+                               for k in other)
+  keys = sorted({k for k in now if compared(k, before)} |
+                {k for k in before if compared(k, now)})
   return [f"{k}: saved {before.get(k, '(absent)')!r}, now {now.get(k, '(absent)')!r}"
-          for k in sorted(set(now) | set(before)) if before.get(k) != now.get(k)]
+          for k in keys if before.get(k) != now.get(k)]
 
 
 def check_same_run(workdir: str, config, has_checkpoints: bool) -> None:

@@ -130,6 +130,15 @@ def test_changed_config_on_a_workdir_is_refused_and_moves_nothing(tmp_path):
   assert run(tmp_path, total_steps=3, config=fake_config(log_every=5)).finished
 
 
+def test_config_differences_compare_groups_and_ignore_fields_added_since():
+  saved = json.loads(fake_config().to_json_best_effort())
+  saved["model"].pop("patch_size")       # a field the code has added since the save
+  saved["predictor"] = None               # saved without a predictor
+  differences = workdir_lib.config_differences(saved, fake_config())
+  assert differences and all(d.startswith("predictor.") for d in differences)
+  assert "predictor.hidden: saved '(absent)', now [128]" in differences
+
+
 def test_checkpoint_of_another_structure_is_an_error_not_a_fallback(tmp_path):
   directory = str(tmp_path / "checkpoints")
   checkpointer = ckpt_lib.Checkpointer(directory)

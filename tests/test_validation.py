@@ -68,6 +68,8 @@ def test_masked_image_values():
       "mmae_shapes", **{"loss.mu": 0.0})
   assert "config.loss.lam=-1.0 is not allowed" in problems("mmae_shapes",
                                                             **{"loss.lam": -1.0})
+  assert "config.model.attention='flash' is not allowed; allowed: auto, xla, cudnn" in \
+      problems("mmae_shapes", **{"model.attention": "flash"})
   message = problems("mmae_shapes", **{"data.image_size": 30})
   assert ("config.data.image_size=30 must be a positive multiple of "
           "config.model.patch_size=4") in message
