@@ -6,8 +6,6 @@ run on a CPU in minutes (a narrow ResNet-18, small batch, a few steps, the embed
 dataset), keeping its objective, heads' structure and optimiser.
 """
 
-import inspect
-
 import ml_collections
 
 # Projector / predictor recipes (mssl.models.heads.RECIPES) as config dicts.
@@ -65,12 +63,9 @@ def loss_config(objective, **values):
   updated with ``values``. Required ones without a default (MEC's ``lam_inv``, set by its
   schedule) are left out."""
   from mssl import losses  # no TensorFlow: the objectives and their registry
-  block = {}
-  for key, default in losses.loss_keywords(objective).items():
-    if default is inspect.Parameter.empty:
-      continue
-    block[key] = (ml_collections.FieldReference(None, field_type=float) if default is None
-                  else default)
+  block = {key: (ml_collections.FieldReference(None, field_type=float) if default is None
+                 else default)
+           for key, default in losses.loss_defaults(objective).items()}
   unknown = sorted(set(values) - set(block) - set(losses.loss_keywords(objective)))
   if unknown:
     raise ValueError(f"loss_config({objective!r}): unknown keys {unknown}.")

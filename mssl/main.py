@@ -151,8 +151,7 @@ def switch_objective(config, base, explicit_loss: dict, explicit_fields) -> None
     raise CommandLineError(
         f"--config.loss.{unknown[0]}: objective {objective!r} does not take "
         f"{', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}.")
-  loss = {k: v for k, v in allowed.items() if v is not None and v is not
-          __import__("inspect").Parameter.empty}
+  loss = {k: v for k, v in losses.loss_defaults(objective).items() if v is not None}
   loss.update({k: _parse_value(v) for k, v in explicit_loss.items()})
   dropped = sorted(set(base.loss.keys()) - set(allowed))
   with config.unlocked():

@@ -151,7 +151,7 @@ def create_state(variables: dict, tx: optax.GradientTransformation, seed: int, *
 
 # ------------------------------------------------------------------ the step ----------
 def objective_kwargs(config) -> dict:
-  return {k: (tuple(v) if isinstance(v, list) else v) for k, v in config.loss.items()}
+  return losses.loss_kwargs(config.loss)
 
 
 def make_loss_fn(config, network: SSLNetwork, steps_per_epoch: int):

@@ -68,16 +68,11 @@ def _check_masked_image(config, check) -> None:
           "in [0, 1).")
 
 
-def loss_values(config) -> dict:
-  """``config.loss`` as keyword arguments (lists, as JSON gives them back, as tuples)."""
-  return {k: (tuple(v) if isinstance(v, list) else v) for k, v in config.loss.items()}
-
-
 def _trace_objective(config) -> None:
   """Traces (no compile, no data) the objective on a tiny batch with ``config.loss``, so
   whatever the objective itself rejects (a ``logm`` or ``kernel`` choice, ``order=0``)
   fails here rather than inside the first jitted step."""
-  objective, kwargs = config.objective, loss_values(config)
+  objective, kwargs = config.objective, losses.loss_kwargs(config.loss)
   batch, dim = 8, 4
   x = jax.ShapeDtypeStruct((batch, dim), jnp.float32)
   if objective in MASKED_IMAGE:
@@ -105,7 +100,7 @@ def _check_loss(config, check) -> None:
   whatever the objective rejects when traced."""
   objective = config.objective
   allowed = losses.loss_keywords(objective)
-  problems = losses.check_keywords(allowed, loss_values(config), objective=objective)
+  problems = losses.check_keywords(allowed, losses.loss_kwargs(config.loss), objective=objective)
   for problem in problems:
     check(False, problem)
   if problems:
@@ -113,7 +108,7 @@ def _check_loss(config, check) -> None:
   try:
     _trace_objective(config)
   except Exception as error:  # the objective's own message names the argument
-    check(False, f"config.loss={loss_values(config)!r} is rejected by objective "
+    check(False, f"config.loss={losses.loss_kwargs(config.loss)!r} is rejected by objective "
           f"{objective!r}: {type(error).__name__}: {error}")
 
 

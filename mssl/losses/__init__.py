@@ -6,6 +6,8 @@ consumes). In two-branch objectives ``z1, z2`` are the online outputs and ``p1, 
 target outputs; the objective applies the stop-gradients itself.
 """
 
+import inspect
+
 from mssl.losses.registry import (DOMAINS, Objective, check_keywords, get, keywords, names,
                                   register, spec)
 from mssl.losses.matrix_ssl import (matrix_alignment, matrix_ssl, matrix_uniformity, mec,
@@ -20,7 +22,7 @@ from mssl.losses.predictive import byol, simsiam
 
 __all__ = [
     "DOMAINS", "MASKED_IMAGE", "Objective", "check_keywords", "get", "keywords",
-    "loss_keywords", "names",
+    "loss_defaults", "loss_keywords", "loss_kwargs", "names",
     "register", "spec",
     "matrix_ssl", "matrix_uniformity", "matrix_alignment", "mec", "mec_lam_inv",
     "mec_lam_inv_schedule", "mec_trace", "kernel_ssl", "masked_image_objective",
@@ -39,3 +41,15 @@ def loss_keywords(objective: str) -> dict:
     allowed.update({k: v for k, v in keywords(masked_image_objective).items()
                     if k != "regularizer"})
   return allowed
+
+
+def loss_defaults(objective: str) -> dict:
+  """:func:`loss_keywords` without the required ones (MEC's ``lam_inv``: its schedule)."""
+  return {k: v for k, v in loss_keywords(objective).items()
+          if v is not inspect.Parameter.empty}
+
+
+def loss_kwargs(loss_block) -> dict:
+  """A config's ``loss`` block as keyword arguments (lists, as JSON gives them back, as
+  tuples)."""
+  return {k: (tuple(v) if isinstance(v, list) else v) for k, v in loss_block.items()}
