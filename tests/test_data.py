@@ -534,3 +534,275 @@ def test_rotation_turns_images_counter_clockwise_and_keeps_other_draws():
   turned = augment.multi_view(big, seed, augment.preset("simclr_cifar", rotation=90.0), 2,
                               16)
   assert not np.allclose(turned[0].numpy(), a[0].numpy(), atol=1e-2)
+
+
+# ------------------------------------------------------------ uint8 host views ----------
+# device_augment=True: the host crops, resizes and flips to uint8; colour runs on the device.
+NO_COLOUR = dict(jitter=0.0, grayscale=0.0, blur=0.0, solarize=0.0)
+
+
+def _photo(rng, height, width):
+  """Smooth, photo-like content (1/f noise and a disc): JPEG's chroma subsampling and the
+  resize act on it as on a photograph, unlike on pixel noise."""
+  fy, fx = np.fft.fftfreq(height)[:, None], np.fft.rfftfreq(width)[None, :]
+  f = np.hypot(fy, fx)
+  f[0, 0] = 1.0
+  fields = [np.fft.irfft2(f ** -1.5 * np.exp(2j * np.pi * rng.uniform(size=f.shape)),
+                          s=(height, width)) for _ in range(3)]
+  pixels = np.stack([(x - x.mean()) / x.std() for x in fields], -1) @ np.array(
+      [[40, 40, 40], [15, -10, 0], [0, -10, 15]]) + 128
+  yy, xx = np.mgrid[:height, :width]
+  disc = (yy - height / 3) ** 2 + (xx - width / 2) ** 2 < (min(height, width) / 4) ** 2
+  pixels[disc] = pixels[disc] * 0.5 + 100
+  return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+def _jpeg_bytes(pixels, **kw):
+  import io
+  buffer = io.BytesIO()
+  PIL.Image.fromarray(pixels).save(buffer, "JPEG", quality=90, **kw)
+  return buffer.getvalue()
+
+
+def test_uint8_views_are_the_float_views_without_colour():
+  """Same seeds -> same crop windows, scales, ratios and flips as the float path: with the
+  colour operations off, each uint8 view is the float view x 255 rounded (|diff| <= 0.5;
+  the resize commutes with the 1/255 scaling up to float rounding). Large views, small
+  crops of multi-crop, both presets of an asymmetric pair, and a rotation."""
+  image = tf.constant(_photo(np.random.default_rng(0), 61, 83))
+  for views in (data.preset("mocov3", **NO_COLOUR), data.preset("simclr", **NO_COLOUR),
+                data.preset("byol", rotation=30.0, **NO_COLOUR)):
+    for i in range(12):
+      seed = tf.constant([i, 5], tf.int64)
+      want = augment.multi_view(image, seed, views, 2, 40, num_small_crops=2, small_size=12)
+      got = augment.multi_view_uint8(image, seed, views, 2, 40, num_small_crops=2,
+                                     small_size=12)
+      assert [g.shape for g in got] == [(40, 40, 3)] * 2 + [(12, 12, 3)] * 2
+      for w, g in zip(want, got):
+        assert g.dtype == tf.uint8
+        np.testing.assert_allclose(g.numpy(), w.numpy() * 255, rtol=0, atol=0.5 + 1e-3)
+  # The windows really vary with the seed (not, say, always the whole image).
+  shape = tf.constant([61, 83, 3])
+  sizes = {tuple(augment.crop_window(shape, tf.constant([i, 0], tf.int64), (0.2, 1.0),
+                                     (3 / 4, 4 / 3))[1].numpy()) for i in range(20)}
+  assert len(sizes) > 10
+
+
+def test_device_augment_stream_is_the_float_stream_without_colour(shapes_dir):
+  """Through train_dataset: the same examples in the same order, each view the float
+  pipeline's (colour off) to within rounding; labels identical; uint8 out."""
+  split = data.load_split("mssl_shapes/32", "test", data_dir=shapes_dir)
+  kw = dict(views="mocov3_cifar", batch_size=16, seed=4, shuffle_buffer=200,
+            num_small_crops=1, small_size=12)
+  views = data.preset("mocov3_cifar", **NO_COLOUR)
+  want = _first(data.train_dataset(split, image_size=32, views=views,
+                                   **{k: v for k, v in kw.items() if k != "views"}), 2)
+  got = _first(data.train_dataset(split, image_size=32, views=views, device_augment=True,
+                                  **{k: v for k, v in kw.items() if k != "views"}), 2)
+  for w, g in zip(want, got):
+    np.testing.assert_array_equal(w["label"], g["label"])
+    assert [v.shape for v in g["views"]] == [(16, 32, 32, 3)] * 2 + [(16, 12, 12, 3)]
+    for wv, gv in zip(w["views"], g["views"]):
+      assert gv.dtype == np.uint8 and wv.dtype == np.float32
+      np.testing.assert_allclose(gv, wv * 255, rtol=0, atol=0.5 + 1e-3)
+
+
+def test_jpeg_crop_decoding_matches_decode_then_crop():
+  """decode_and_crop_jpeg decodes only the window. Measured on photo-like JPEGs: without
+  chroma subsampling it is decode-then-crop exactly; with it (4:2:0, 4:2:2: the common
+  case) the window's interior is exact and only its one-pixel border differs, by up to
+  6/255 (the chroma upsampling filter cannot see the neighbours outside the window).
+  Asserted: interior exact, border within 16/255. After the resize to a view the
+  border's share is small: views within 6/255, mean difference below 0.05/255."""
+  rng = np.random.default_rng(1)
+  for height, width, subsampling in [(97, 131, 0), (97, 131, 2), (120, 160, 1)]:
+    raw = _jpeg_bytes(_photo(rng, height, width), subsampling=subsampling)
+    full = tf.io.decode_jpeg(raw, channels=3).numpy().astype(int)
+    for _ in range(60):
+      y, x = rng.integers(0, height - 4), rng.integers(0, width - 4)
+      h, w = rng.integers(3, height - y + 1), rng.integers(3, width - x + 1)
+      crop = tf.image.decode_and_crop_jpeg(raw, [y, x, h, w], channels=3).numpy()
+      diff = np.abs(crop.astype(int) - full[y:y + h, x:x + w])
+      if subsampling == 0:
+        assert diff.max() == 0
+      assert diff[1:-1, 1:-1].max() == 0 and diff.max() <= 16, (y, x, h, w, diff.max())
+  # Whole views: encoded JPEG (the windows' box, or each window, decoded) vs the decoded
+  # image (cropped); decoding the whole JPEG is the decoded image's path exactly.
+  raw = _jpeg_bytes(_photo(rng, 150, 200))
+  image = tf.io.decode_jpeg(raw, channels=3)
+  views = data.preset("mocov3")
+  for mode in augment.JPEG_DECODES:
+    diffs = []
+    for i in range(12):
+      seed = tf.constant([i, 9], tf.int64)
+      a = augment.multi_view_uint8(tf.constant(raw), seed, views, 2, 48, 2, 16,
+                                   encoded=True, jpeg_decode=mode)
+      b = augment.multi_view_uint8(image, seed, views, 2, 48, 2, 16)
+      diffs += [np.abs(x.numpy().astype(int) - y.numpy()) for x, y in zip(a, b)]
+    assert max(d.max() for d in diffs) <= (0 if mode == "whole" else 6), mode
+    assert np.mean([d.mean() for d in diffs]) < 0.05, mode
+  with pytest.raises(ValueError, match="jpeg_decode must be one of"):
+    augment.multi_view_uint8(tf.constant(raw), seed, views, 2, 48, encoded=True,
+                             jpeg_decode="crop")
+
+
+def _write_photos(root: pathlib.Path, suffixes=(".jpg", ".png"), count=8, size=(48, 64)):
+  rng = np.random.default_rng(2)
+  for i in range(count):
+    folder = root / "train" / ("cats", "dogs")[i % 2]
+    folder.mkdir(parents=True, exist_ok=True)
+    PIL.Image.fromarray(_photo(rng, *size)).save(folder / f"{i:03d}{suffixes[i % len(suffixes)]}")
+
+
+@pytest.mark.parametrize("suffixes", [(".jpg",), (".png",), (".jpg", ".png", ".jpeg")])
+def test_encoded_folders_train_uint8_views_and_evaluate(tmp_path, suffixes):
+  """JPEG, PNG and mixed folders load encoded (bytes + file name), train uint8 views of
+  the requested shapes (large and small crops) whatever the cache decision, and evaluate
+  exactly as the decoded split does."""
+  _write_photos(tmp_path, suffixes)
+  name = f"image_folder:{tmp_path}"
+  encoded = data.load_split(name, "train", encoded=True)
+  decoded = data.load_split(name, "train")
+  assert encoded.encoded and not decoded.encoded
+  assert encoded.encoded_bytes == sum(p.stat().st_size for p in tmp_path.rglob("*.*"))
+  example = next(iter(tfds.as_numpy(encoded.dataset)))
+  assert isinstance(example["image"], bytes) and example["name"].decode().startswith(
+      str(tmp_path))
+  for cache in ("never", "auto"):  # per-view window decoding; decoded whole and cached
+    (batch,) = _first(_train(encoded, "byol", batch_size=4, image_size=24, cache=cache,
+                             num_small_crops=2, small_size=8, device_augment=True))
+    assert [v.shape for v in batch["views"]] == [(4, 24, 24, 3)] * 2 + [(4, 8, 8, 3)] * 2
+    assert all(v.dtype == np.uint8 for v in batch["views"])
+    assert batch["views"][0].std() > 5 and not np.array_equal(*batch["views"][:2])
+    assert set(batch["label"]) <= {0, 1}
+  (old,) = _first(_train(encoded, "byol", batch_size=4, image_size=24))  # the float path
+  assert old["views"][0].dtype == np.float32
+  evals = [list(tfds.as_numpy(data.eval_dataset(s, batch_size=3, image_size=16)))
+           for s in (encoded, decoded)]
+  assert len(evals[0]) == len(evals[1]) == 3
+  for a, b in zip(*evals):
+    assert a["image"].dtype == np.float32
+    for key in ("image", "label", "mask"):
+      np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_encoded_stream_is_deterministic_and_resumes_exactly(tmp_path):
+  """device_augment=True on an encoded JPEG folder (windows decoded per view): the stream
+  rebuilt at start_batch=n is the uninterrupted stream's batch n onward; another seed
+  differs."""
+  _write_photos(tmp_path, (".jpg",), count=10)
+  split = data.load_split(f"image_folder:{tmp_path}", "train", encoded=True)
+  make = lambda seed: (lambda start: _train(split, "mocov3", batch_size=4, image_size=16,
+                                            seed=seed, start_batch=start, cache="never",
+                                            device_augment=True))
+  batches = [next(it) for it in [data.InputIterator(make(0))] for _ in range(5)]
+  again = data.InputIterator(make(0))
+  for want in batches[:2]:
+    got = next(again)
+    for x, y in zip(got["views"], want["views"]):
+      np.testing.assert_array_equal(x, y)
+  resumed = data.InputIterator.restore(make(0), {"position": 3})
+  for want in batches[3:]:
+    got = next(resumed)
+    np.testing.assert_array_equal(got["label"], want["label"])
+    for x, y in zip(got["views"], want["views"]):
+      np.testing.assert_array_equal(x, y)
+  other = next(data.InputIterator(make(1)))
+  assert not np.array_equal(other["views"][0], batches[0]["views"][0])
+
+
+def test_encoded_image_failing_in_training_keeps_its_slot_and_is_named(tmp_path):
+  """An encoded image damaged inside (header and end marker intact: the load-time check
+  passes it) fails only when a view decodes it: its slot becomes a grey placeholder with
+  label -1, a DataWarning names the file, and the stream goes on (strict: stops)."""
+  _write_classes(tmp_path, "train", {"a": 4, "b": 4}, size=32)
+  damaged = tmp_path / "train" / "b" / "002.png"
+  raw = bytearray(damaged.read_bytes())
+  raw[60:-20] = bytes(len(raw) - 80)
+  damaged.write_bytes(bytes(raw))
+  split = data.load_split(f"image_folder:{tmp_path}", "train", encoded=True)
+  assert split.num_examples == 8
+  with pytest.warns(data.DataWarning, match=r"replaced 1 image\(s\) that failed to decode "
+                                            r"while reading.*002\.png"):
+    (batch,) = _first(_train(split, "none", batch_size=8, image_size=8, cache="never",
+                             device_augment=True))
+  assert sorted(batch["label"].tolist()) == [-1, 0, 0, 0, 0, 1, 1, 1]
+  grey = batch["views"][0][batch["label"] == -1]
+  assert grey.shape == (1, 8, 8, 3) and np.all(grey == 128)
+  # The placeholder keeps the slot: a stream resumed past the failure is exact.
+  make = lambda start: _train(split, "none", batch_size=3, image_size=8, cache="never",
+                              start_batch=start, device_augment=True)
+  with pytest.warns(data.DataWarning, match=r"002\.png"):
+    stream = data.InputIterator(make)
+    want = [next(stream) for _ in range(6)]
+    resumed = data.InputIterator(make, position=4)
+    got = [next(resumed) for _ in range(2)]
+  assert sum((b["label"] == -1).sum() for b in want) >= 2  # 18 slots: over two epochs of 8
+  for w, g in zip(want[4:], got):
+    np.testing.assert_array_equal(w["label"], g["label"])
+    np.testing.assert_array_equal(w["views"][0], g["views"][0])
+  with pytest.warns(data.DataWarning, match=r"skipped 1 image\(s\).*002\.png"):
+    evals = list(tfds.as_numpy(data.eval_dataset(split, batch_size=8, image_size=8)))
+  assert float(evals[0]["mask"].sum()) == 7
+  # A failure at the very end of a finite pass is reported too (by the end marker).
+  order = [e["name"].decode() for e in tfds.as_numpy(split.dataset)]
+  last = pathlib.Path(order[-1])
+  last.write_bytes(bytes(raw))  # the damaged file's bytes: header and end marker intact
+  split = data.load_split(f"image_folder:{tmp_path}", "train", encoded=True)
+  with pytest.warns(data.DataWarning) as caught:
+    evals = list(tfds.as_numpy(data.eval_dataset(split, batch_size=8, image_size=8)))
+  assert float(evals[0]["mask"].sum()) == 6
+  messages = sorted(str(w.message) for w in caught)
+  assert len(messages) == 2 and all("skipped 1 image(s)" in m for m in messages)
+  assert {pathlib.Path(m.split(": ")[-1]).name for m in messages} == {"002.png", last.name}
+  strict = data.load_split(f"image_folder:{tmp_path}", "train", encoded=True, strict=True)
+  with pytest.raises(tf.errors.OpError, match=r"failed to decode while reading "
+                                              r"\(strict=True\): .*002\.png"):
+    _first(_train(strict, "none", batch_size=8, image_size=8, cache="never",
+                  device_augment=True))
+
+
+def test_encoded_tfds_splits_only_for_jpeg_features():
+  """imagenet2012 (JPEG feature) comes encoded with its tfds ids as names; cifar10 (PNG,
+  fixed shape, cached decoded) stays decoded. Both train uint8 views and evaluate."""
+  with tfds.testing.mock_data(num_examples=12):
+    imagenet = data.load_split("imagenet2012", "train", data_dir="/nonexistent",
+                               encoded=True)
+    cifar = data.load_split("cifar10", "train", data_dir="/nonexistent", encoded=True)
+    assert imagenet.encoded and not cifar.encoded
+    example = next(iter(tfds.as_numpy(imagenet.dataset)))
+    assert example["image"][:3] == augment.JPEG_MAGIC and b"imagenet2012" in example["name"]
+    for split, size in ((imagenet, 32), (cifar, 16)):
+      (batch,) = _first(_train(split, "mocov3", batch_size=4, image_size=size,
+                               device_augment=True))
+      assert [v.shape for v in batch["views"]] == [(4, size, size, 3)] * 2
+      assert batch["views"][0].dtype == np.uint8
+      evals = list(tfds.as_numpy(data.eval_dataset(split, batch_size=5, image_size=size)))
+      assert float(sum(b["mask"].sum() for b in evals)) == 12
+
+
+def test_encoded_splits_cache_decoded_when_that_fits_else_their_bytes(tmp_path,
+                                                                      monkeypatch):
+  """cache="auto" on an encoded folder: decoded pixels cached when they fit (as a decoded
+  split; no decoding after the first epoch), else the encoded bytes when those fit (no
+  file reads after the first epoch; each view decodes its window), else nothing."""
+  _write_photos(tmp_path, (".jpg",), count=6)
+  split = data.load_split(f"image_folder:{tmp_path}", "train", encoded=True)
+  source = data.pipeline._training_source
+  _, still_encoded = source(split, "auto", device_augment=True)
+  assert not still_encoded                       # 6 x 48 x 64 x 3 bytes: cached decoded
+  assert source(split, "never", device_augment=True)[1]
+  assert not source(split, "never", device_augment=False)[1]  # float views: decoded
+  monkeypatch.setattr(data.pipeline, "CACHE_LIMIT_BYTES", split.encoded_bytes + 1)
+  assert split.encoded_bytes < split.decoded_bytes
+  cached, still_encoded = source(split, "auto", device_augment=True)
+  assert still_encoded                            # the bytes are cached, still encoded
+  first = [(e["name"], e["image"]) for e in tfds.as_numpy(cached)]  # fills the cache
+  assert len(first) == 6 and all(isinstance(image, bytes) for _, image in first)
+  uncached, _ = source(split, "never", device_augment=True)
+  shutil.rmtree(tmp_path / "train")
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # a re-read would skip (warn about) the missing files
+    assert [(e["name"], e["image"]) for e in tfds.as_numpy(cached)] == first
+  with pytest.warns(data.DataWarning, match=r"skipped 6 image\(s\)"):
+    assert list(tfds.as_numpy(uncached)) == []

@@ -36,10 +36,31 @@ Datasets (``dataset`` argument):
   with a :class:`DataWarning` naming each one and the count, or, with ``strict=True``, the
   load raises a ``ValueError`` listing them, before any training. A file that still fails
   to decode later (changed after the check, damaged inside) is skipped with a warning
-  naming it instead of ending the run (with ``strict=True`` the run stops, naming it).
+  naming it instead of ending the run (with ``strict=True`` the run stops, naming it). In
+  an encoded split decoded by the training views, such an image keeps its slot in the
+  stream as a grey placeholder with label -1 (so that resumption stays exact).
 * *Small folders are cached decoded*: ``cache="auto"`` keeps a split in memory when its
   decoded pixels (from the image headers) are below ``CACHE_LIMIT_BYTES`` (2 GiB per
-  process), as for tfds datasets of known shape.
+  process), as for tfds datasets of known shape. An encoded split is then decoded once,
+  whole, and cached decoded; above the limit ``"auto"`` keeps its encoded bytes in memory
+  when those fit (file sizes; tfds: the dataset's bytes per example), saving the reads,
+  and each view decodes its crop every epoch.
+
+**Two training paths** (:func:`train_dataset`'s ``device_augment``):
+
+* ``device_augment=False``: the host makes the whole view (:func:`augment.multi_view`):
+  decode, crop, resize, flip, then every colour operation (jitter, grayscale, blur,
+  solarize) in float32; views are float32 in [0, 1]. Measured on the 2-core CPU for two
+  224 px ``mocov3`` views of 500 x 375 JPEGs: ~30 ms of CPU per example, most of it colour.
+* ``device_augment=True``: the host decodes, crops, resizes and flips only
+  (:func:`augment.multi_view_uint8`, the same seeds, hence the same windows and flips) and
+  emits uint8 views, a quarter of the bytes; the colour operations run in the jitted step
+  on the accelerator (:mod:`mssl.data.device_augment`). From an *encoded* split
+  (``load_split(..., encoded=True)``: image folders, tfds datasets stored as JPEG) a
+  JPEG's crop windows are drawn from its header and only the box holding them is
+  decoded (``decode_and_crop_jpeg``). ~5 ms of CPU per example as above, 5-6x fewer;
+  what is left is mostly the antialiased bicubic resize (~1.5 ms a view) and the decode
+  (~0.8 ms). ``benchmarks/results/input_pipeline_cpu.json`` has the measurements.
 
 **Determinism and resumption.** Training examples come from a seeded shuffle that repeats
 with a fresh (seeded) order each epoch; the stream is enumerated *before* anything is
@@ -77,6 +98,10 @@ _MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
 # cache="auto" keeps a process's decoded split in memory below this many bytes of uint8
 # pixels (tfds datasets of fixed shape and image folders alike).
 CACHE_LIMIT_BYTES = 2 * 2 ** 30
+# What an encoded JPEG's views decode (augment.multi_view_uint8): the box holding all of an
+# example's crop windows, once ("union"); "window" (each view its own) and "whole" are
+# there for benchmarks/input_pipeline.py to compare.
+JPEG_DECODE = "union"
 
 
 class DatasetNotReadyError(FileNotFoundError):
@@ -87,6 +112,9 @@ class DatasetNotReadyError(FileNotFoundError):
 class Split:
   """One process's shard of a split: examples ``{"image": uint8 HxWx3, "label": int64}``.
 
+  With ``encoded`` the images are still encoded: examples ``{"image": tf.string (the
+  file's bytes), "label": int64, "name": tf.string}`` (``name``: the file, or the tfds
+  example id, for messages); :func:`train_dataset` and :func:`eval_dataset` decode them.
   ``num_classes`` and ``class_names`` describe the dataset's labels, the same for every
   split of it (label ``i`` is ``class_names[i]``; -1 is unlabelled).
   """
@@ -98,6 +126,10 @@ class Split:
   class_names: Optional[tuple] = None
   decoded_bytes: Optional[int] = None  # this shard's uint8 pixels, when known
   skipped_files: tuple = ()       # "path (why)" of the files left out: they do not decode
+  encoded: bool = False           # images are encoded bytes (see above)
+  encoded_bytes: Optional[int] = None  # this shard's encoded images, when known
+  strict: bool = False            # an image that fails to decode stops the run
+  source: str = ""                # what the split is, for messages
 
 
 def _prepare_instructions(name: str, data_dir: str) -> str:
@@ -148,7 +180,7 @@ def check_dataset_name(name: str) -> Optional[str]:
 
 
 def _load_tfds(name: str, split: str, data_dir: Optional[str], download: bool,
-               process_index: int, process_count: int) -> Split:
+               process_index: int, process_count: int, encoded: bool = False) -> Split:
   problem = check_dataset_name(name)
   if problem:
     raise ValueError(f"config.data.dataset: {problem}")
@@ -159,10 +191,16 @@ def _load_tfds(name: str, split: str, data_dir: Optional[str], download: bool,
       builder.download_and_prepare()
   shard = tfds.even_splits(split, n=process_count)[process_index] if process_count > 1 \
       else split
+  image_feature = builder.info.features["image"]
+  # Only JPEG features stay encoded: a crop of a PNG (cifar10, the embedded dataset) is
+  # decoded whole anyway, and those small fixed-shape splits are cached decoded.
+  encoded = encoded and getattr(image_feature, "encoding_format", None) == "jpeg"
   try:
-    ds = builder.as_dataset(split=shard, shuffle_files=False,
-                            read_config=tfds.ReadConfig(shuffle_seed=0,
-                                                        try_autocache=False))
+    ds = builder.as_dataset(
+        split=shard, shuffle_files=False,
+        decoders={"image": tfds.decode.SkipDecoding()} if encoded else None,
+        read_config=tfds.ReadConfig(shuffle_seed=0, try_autocache=False,
+                                    add_tfds_id=encoded))
   except AssertionError as e:  # tfds' "could not find data in ..."
     raise DatasetNotReadyError(
         f"dataset {name!r} (split {split!r}) was not found in data_dir {data_dir!r}. "
@@ -171,7 +209,8 @@ def _load_tfds(name: str, split: str, data_dir: Optional[str], download: bool,
     raise ValueError(f"config.data: bad split {split!r} for dataset {name!r}: {e}") from e
   features = builder.info.features
   ds = ds.map(lambda ex: {"image": ex["image"],
-                          "label": tf.cast(ex.get("label", -1), tf.int64)},
+                          "label": tf.cast(ex.get("label", -1), tf.int64),
+                          **({"name": ex["tfds_id"]} if encoded else {})},
               num_parallel_calls=tf.data.AUTOTUNE)
   num_classes = getattr(features["label"], "num_classes", None) if "label" in features \
       else None
@@ -185,7 +224,21 @@ def _load_tfds(name: str, split: str, data_dir: Optional[str], download: bool,
       return int(builder.info.splits[s].num_examples) or None
     except (KeyError, ValueError, TypeError):
       return None
-  return Split(ds, count(shard), count(split), num_classes, image_shape, class_names)
+
+  def encoded_bytes():  # the shard's examples x the dataset's mean bytes per example
+    try:
+      infos = list(builder.info.splits.values())
+      total = sum(int(i.num_bytes) for i in infos)
+      examples = sum(int(i.num_examples) for i in infos)
+    except (KeyError, ValueError, TypeError, AttributeError):
+      return None
+    shard_examples = count(shard)
+    if not (total and examples and shard_examples):
+      return None
+    return int(total * shard_examples / examples)
+  return Split(ds, count(shard), count(split), num_classes, image_shape, class_names,
+               encoded=encoded, encoded_bytes=encoded_bytes() if encoded else None,
+               source=f"split {split!r} of dataset {name!r}")
 
 
 # ------------------------------------------------------------------ image folders -----
@@ -339,13 +392,14 @@ _CHECKED: dict = {}
 
 
 def _check_image(path: str) -> tuple:
-  """``((height, width), None)`` for an image the pipeline can decode, else
-  ``(None, why)``. Headers answer for whole PNG/JPEG files; anything that does not look
-  whole (truncated, another format, not an image) is decoded as the pipeline would."""
+  """``((height, width), None, file bytes)`` for an image the pipeline can decode, else
+  ``(None, why, file bytes)``. Headers answer for whole PNG/JPEG files; anything that does
+  not look whole (truncated, another format, not an image) is decoded as the pipeline
+  would."""
   try:
     stat = os.stat(path)
   except OSError as e:
-    return None, f"cannot read: {e.strerror}"
+    return None, f"cannot read: {e.strerror}", 0
   key = (path, stat.st_size, stat.st_mtime_ns)
   if key not in _CHECKED:
     try:
@@ -359,7 +413,7 @@ def _check_image(path: str) -> tuple:
       _CHECKED[key] = (None, _decode_error(e.message))
     except OSError as e:
       _CHECKED[key] = (None, f"cannot read: {e.strerror}")
-  return _CHECKED[key]
+  return (*_CHECKED[key], stat.st_size)
 
 
 def _check_images(paths: Sequence[str]) -> list:
@@ -377,10 +431,13 @@ def _check_images(paths: Sequence[str]) -> list:
 
 
 def _decode_skipping_failures(paths: Sequence[str], labels: Sequence[int], where: str,
-                              strict: bool = False) -> tf.data.Dataset:
+                              strict: bool = False, encoded: bool = False) -> tf.data.Dataset:
   """Decoded ``{"image", "label"}`` examples; a file that fails to decode anyway (it
   changed after the check, or is damaged inside) is skipped with a :class:`DataWarning`
   naming it instead of ending the run (``strict``: the run stops with an error naming it).
+  With ``encoded``: ``{"image": the file's bytes, "label", "name": its path}``, and only
+  a file that can no longer be read is skipped here (decoding happens later; see
+  :func:`_map_reporting_failures`).
 
   Decoding keeps the file order, so a skipped file is a gap in the indices that arrive;
   an end marker catches a gap at the end. Cost, measured on the 2-core CPU (tiny 64 px
@@ -392,8 +449,10 @@ def _decode_skipping_failures(paths: Sequence[str], labels: Sequence[int], where
   labels_t = tf.constant(list(labels), tf.int64)
 
   def decode(index):
-    image = tf.io.decode_image(tf.io.read_file(paths_t[index]), channels=3,
-                               expand_animations=False)
+    contents = tf.io.read_file(paths_t[index])
+    if encoded:
+      return index, {"image": contents, "label": labels_t[index], "name": paths_t[index]}
+    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     return index, {"image": image, "label": labels_t[index]}
 
   def warn(start, stop):
@@ -414,7 +473,8 @@ def _decode_skipping_failures(paths: Sequence[str], labels: Sequence[int], where
     return index + 1 + 0 * noted, element
 
   end = tf.data.Dataset.from_tensors((tf.constant(count, tf.int64), {
-      "image": tf.zeros([0, 0, 3], tf.uint8), "label": tf.constant(-1, tf.int64)}))
+      "image": tf.constant(b"") if encoded else tf.zeros([0, 0, 3], tf.uint8),
+      "label": tf.constant(-1, tf.int64), **({"name": tf.constant("")} if encoded else {})}))
   ds = tf.data.Dataset.range(count).map(decode, num_parallel_calls=tf.data.AUTOTUNE,
                                         deterministic=True)
   ds = ds.ignore_errors().concatenate(end).scan(tf.constant(0, tf.int64), note_gaps)
@@ -422,7 +482,8 @@ def _decode_skipping_failures(paths: Sequence[str], labels: Sequence[int], where
 
 
 def _load_folder(root: str, split: str, process_index: int, process_count: int, *,
-                 train_split: str = "train", strict: bool = False) -> Split:
+                 train_split: str = "train", strict: bool = False,
+                 encoded: bool = False) -> Split:
   """See :func:`load_split`; ``PATH/<split>/<label>/*.png`` or ``PATH/<split>/*.png``."""
   root_path = pathlib.Path(root)
   classes = folder_class_names(root, train_split)
@@ -460,7 +521,7 @@ def _load_folder(root: str, split: str, process_index: int, process_count: int, 
                   stacklevel=3)
 
   checks = _check_images(files)
-  bad = [f"{path} ({why})" for path, (_, why) in zip(files, checks) if why]
+  bad = [f"{path} ({why})" for path, (_, why, _) in zip(files, checks) if why]
   if bad:
     message = (f"{len(bad)} of {len(files)} file(s) of split {split!r} in image folder "
                f"{root!r} are not readable PNG/JPEG images: {'; '.join(bad)}.")
@@ -469,35 +530,46 @@ def _load_folder(root: str, split: str, process_index: int, process_count: int, 
                        (" (or leave strict off to skip them)." if strict else "."))
     warnings.warn(message + " Skipping them (strict=True stops instead).", DataWarning,
                   stacklevel=3)
-    keep = [i for i, (_, why) in enumerate(checks) if not why]
+    keep = [i for i, (_, why, _) in enumerate(checks) if not why]
     files, labels, checks = ([x[i] for i in keep] for x in (files, labels, checks))
   # Contiguous blocks (as tfds.even_splits): a block of the order is proportional, a
   # stride through it need not be.
   shard = slice(len(files) * process_index // process_count,
                 len(files) * (process_index + 1) // process_count)
-  ds = _decode_skipping_failures(files[shard], labels[shard],
-                                 f"split {split!r} of image folder {root!r}", strict)
-  decoded_bytes = sum(h * w * 3 for (h, w), _ in checks[shard])
+  where = f"split {split!r} of image folder {root!r}"
+  ds = _decode_skipping_failures(files[shard], labels[shard], where, strict, encoded)
+  decoded_bytes = sum(h * w * 3 for (h, w), _, _ in checks[shard])
   return Split(ds, len(files[shard]), len(files), len(classes) or None, None,
                class_names=classes or None, decoded_bytes=decoded_bytes,
-               skipped_files=tuple(bad))
+               skipped_files=tuple(bad), encoded=encoded,
+               encoded_bytes=sum(n for _, _, n in checks[shard]) if encoded else None,
+               strict=strict, source=where)
 
 
 def load_split(dataset: str, split: str, *, data_dir: Optional[str] = None,
                download: bool = False, process_index: int = 0, process_count: int = 1,
-               train_split: str = "train", strict: bool = False) -> Split:
+               train_split: str = "train", strict: bool = False,
+               encoded: bool = False) -> Split:
   """One process's shard of ``dataset``'s ``split`` (see the module docstring).
 
   Image folders only: ``train_split`` is the split whose label folders define the class
   list (every split's label ids); ``strict=True`` raises on files that do not decode
   instead of skipping them with a warning.
+
+  ``encoded=True`` asks for the images undecoded (``Split.encoded``), so that
+  ``train_dataset(..., device_augment=True)`` decodes, of a JPEG, only the box holding
+  the example's crop windows: an image folder's split always is (its PNGs are decoded
+  whole when cropped), a tfds split only when its image feature is stored as JPEG
+  (``imagenet2012``, ``imagenette``; ``cifar10`` and the embedded dataset stay decoded).
+  Every consumer of a Split takes either kind.
   """
   if not 0 <= process_index < process_count:
     raise ValueError(f"process_index must be in [0, {process_count}); got {process_index}.")
   if dataset.startswith(FOLDER_PREFIX):
     return _load_folder(dataset[len(FOLDER_PREFIX):], split, process_index, process_count,
-                        train_split=train_split, strict=strict)
-  return _load_tfds(dataset, split, data_dir, download, process_index, process_count)
+                        train_split=train_split, strict=strict, encoded=encoded)
+  return _load_tfds(dataset, split, data_dir, download, process_index, process_count,
+                    encoded)
 
 
 def _options(autotune: bool = True) -> tf.data.Options:
@@ -531,27 +603,172 @@ def _should_cache(split: Split, cache) -> bool:
   return size is not None and size < CACHE_LIMIT_BYTES
 
 
+def _map_reporting_failures(ds: tf.data.Dataset, fn: Callable, placeholder: Callable,
+                            split: Split, *, first_index: int = 0, keep_slot: bool,
+                            finite: bool = False) -> tf.data.Dataset:
+  """``fn(example)`` of the ``(index, example)`` pairs of ``ds`` (indices consecutive from
+  ``first_index``), in order and in parallel, surviving ``fn`` failing on an example: an
+  encoded image that does not decode (damage the load-time header check cannot see, a bad
+  tfds record). The example is reported by its ``"name"`` (a :class:`DataWarning`, or
+  with ``split.strict`` an error that stops the run), then left out, or with
+  ``keep_slot`` replaced by ``placeholder()``, which keeps every later example at its
+  position in the stream (so that a resumed training stream stays exact).
+
+  How: each example's name goes into a hash table keyed by its index before ``fn`` runs;
+  failed examples are dropped (``ignore_errors``); a sequential scan sees the gaps in the
+  indices, reports the names found under them, and removes every index it has passed
+  (the table holds the examples in flight only). A gap is seen when the next example
+  arrives, and, with ``finite``, at the end of the stream. In the common case (no gap)
+  this costs a table insert and remove per example and, with ``keep_slot``, one copy of
+  its views: not measurable beside a 224 px two-view example's ~5 ms (within the +-10%
+  run-to-run noise of the shared 2-core CPU). A per-example ``interleave`` of one-element
+  datasets, the obvious alternative, cost ~0.3 ms per example alone, 10-20% in the
+  pipeline.
+  """
+  names = tf.lookup.experimental.MutableHashTable(tf.int64, tf.string, default_value="")
+
+  def attempt(index, example):
+    with tf.control_dependencies([names.insert(index[None], example["name"][None])]):
+      example = {key: tf.identity(value) for key, value in example.items()}
+    return index, fn(example)
+
+  def report(failed):
+    failed = [n.decode(errors="replace") for n in np.atleast_1d(failed)]
+    if split.strict:
+      raise ValueError(f"{split.source}: {len(failed)} image(s) failed to decode while "
+                       f"reading (strict=True): {'; '.join(failed)}")
+    warnings.warn(f"{split.source}: {'replaced' if keep_slot else 'skipped'} "
+                  f"{len(failed)} image(s) that failed to decode while reading"
+                  f"{' (by a grey placeholder with label -1)' if keep_slot else ''}: "
+                  f"{'; '.join(failed)}", DataWarning, stacklevel=2)
+    return np.int64(0)
+
+  def report_if(condition, failed_names):
+    return tf.cond(condition,
+                   lambda: tf.numpy_function(report, [failed_names], tf.int64, stateful=True),
+                   lambda: tf.constant(0, tf.int64))
+
+  def gaps(expected, element):
+    index, out = element
+    if finite:  # index -1 marks the end: whatever is left in the table failed
+      at_end = index < 0
+      left_keys, left_names = names.export()
+      left = tf.gather(left_names, tf.argsort(left_keys))
+      noted_end = report_if(at_end & (tf.size(left) > 0), left)
+      index = tf.where(at_end, expected, index)
+    else:
+      noted_end = tf.constant(0, tf.int64)
+    missing = index - expected
+    noted = report_if(missing > 0, names.lookup(tf.range(expected, index)))
+    with tf.control_dependencies([names.remove(tf.range(expected, index + 1))]):
+      following = index + 1 + 0 * (noted + noted_end)  # (ties the reports to the output)
+    if not keep_slot:
+      return following, out
+    stacked = tf.cond(
+        missing > 0,
+        lambda: tf.nest.map_structure(
+            lambda p, o: tf.concat([tf.repeat(p[None], missing, 0), o[None]], 0),
+            placeholder(), out),
+        lambda: tf.nest.map_structure(lambda o: o[None], out))
+    return following, stacked
+
+  ds = ds.map(attempt, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.ignore_errors()
+  if finite:
+    ds = ds.concatenate(tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64),
+                                                      placeholder())))
+  ds = ds.scan(tf.constant(first_index, tf.int64), gaps)
+  return ds.unbatch() if keep_slot else ds
+
+
+def _decoded(ds: tf.data.Dataset, split: Split) -> tf.data.Dataset:
+  """An encoded split's examples decoded (uint8 ``(H, W, 3)``, ``name`` dropped); an
+  image that does not decode is left out with a warning naming it (``strict``: stops)."""
+  end = {"image": tf.zeros([0, 0, 3], tf.uint8), "label": tf.constant(-2, tf.int64)}
+  ds = _map_reporting_failures(
+      ds.enumerate(), lambda ex: {"image": augment.decode(ex["image"]), "label": ex["label"]},
+      lambda: end, split, keep_slot=False, finite=True)
+  return ds.filter(lambda ex: ex["label"] != -2)  # the end marker
+
+
+def _training_source(split: Split, cache, device_augment: bool) -> tuple:
+  """``(examples, still_encoded)``: the split as :func:`train_dataset` starts from it,
+  cached as ``cache`` says.
+
+  A decoded split: as before (:func:`_should_cache`). An encoded split is decoded before
+  the shuffle, once, when its decoded pixels are cached (``"always"``, or ``"auto"`` when
+  they fit, as a decoded split would be: a small folder of JPEGs then costs no decoding
+  after the first epoch) or when the views are made on the host (``device_augment`` off,
+  whose views need the whole image); otherwise it stays encoded and each example decodes
+  the box holding its views' crops. ``"auto"`` then keeps the encoded bytes in memory
+  when they fit (file reads saved; decoding happens per example anyway), e.g.
+  imagenette's JPEGs (0.3-1.5 GB) but not ImageNet's 140 GB.
+  """
+  cache_decoded = _should_cache(split, cache)
+  if not split.encoded:
+    return (split.dataset.cache() if cache_decoded else split.dataset), False
+  cache_encoded = (cache == "auto" and not cache_decoded and split.encoded_bytes is not None
+                   and split.encoded_bytes < CACHE_LIMIT_BYTES)
+  ds = split.dataset.cache() if cache_encoded else split.dataset
+  if cache_decoded or not device_augment:
+    ds = _decoded(ds, split)
+    return (ds.cache() if cache_decoded else ds), False
+  return ds, True
+
+
 def train_dataset(split: Split, *, batch_size: int, image_size: int,
                   views: Sequence[augment.ViewConfig], num_views: int = 2, seed: int = 0,
                   process_index: int = 0, start_batch: int = 0, shuffle_buffer: int = 10_000,
-                  cache="auto", num_small_crops: int = 0,
-                  small_size: int = 96, autotune: bool = True) -> tf.data.Dataset:
-  """Infinite batches ``{"views": (V [+ small]) x (B, S, S, 3) float32, "label": (B,)}``."""
+                  cache="auto", num_small_crops: int = 0, small_size: int = 96,
+                  autotune: bool = True, device_augment: bool = False) -> tf.data.Dataset:
+  """Infinite batches ``{"views": (V [+ small]) x (B, S, S, 3), "label": (B,)}``.
+
+  ``device_augment=False``: views float32 in [0, 1], every augmentation of ``views`` done
+  here (:func:`augment.multi_view`). ``device_augment=True``: views uint8, cropped,
+  resized and flipped here exactly as the float path would (same seeds, same windows),
+  without the colour operations, which the accelerator then applies
+  (:func:`mssl.data.device_augment.augment_views`, whose ``configs`` are ``views``
+  cycled over the ``num_views`` large views, then over the small crops). An encoded
+  split (``load_split(..., encoded=True)``) decodes, of a JPEG, only the box holding the
+  example's crop windows (:func:`_training_source` says when it is decoded whole and
+  cached instead). A training-time decoding failure of an encoded image keeps its slot as
+  a grey placeholder with label -1, reported by name. With an encoded split and
+  ``device_augment=False`` the images are decoded whole before the float path, which then
+  is the decoded split's.
+  """
   if num_views < 1:
     raise ValueError(f"num_views must be at least 1; got {num_views}.")
-  ds = split.dataset
-  if _should_cache(split, cache):
-    ds = ds.cache()
+  ds, encoded = _training_source(split, cache, device_augment)
   process_seed = seed * 1_000_003 + process_index
   ds = ds.shuffle(shuffle_buffer, seed=process_seed, reshuffle_each_iteration=True).repeat()
   ds = ds.enumerate().skip(start_batch * batch_size)
   base = tf.constant([seed, process_index], tf.int64)
 
-  def make_views(index, example):
-    views_out = augment.multi_view(example["image"], augment.fold_seed(base, index), views,
-                                   num_views, image_size, num_small_crops, small_size)
-    return {"views": views_out, "label": example["label"]}
-  ds = ds.map(make_views, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if not device_augment:
+    def make_views(index, example):
+      views_out = augment.multi_view(example["image"], augment.fold_seed(base, index),
+                                     views, num_views, image_size, num_small_crops,
+                                     small_size)
+      return {"views": views_out, "label": example["label"]}
+    ds = ds.map(make_views, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  else:
+    def make_uint8_views(example):
+      views_out = augment.multi_view_uint8(
+          example["image"], augment.fold_seed(base, example["index"]), views, num_views,
+          image_size, num_small_crops, small_size, encoded=encoded, jpeg_decode=JPEG_DECODE)
+      return {"views": views_out, "label": example["label"]}
+    if not encoded:
+      ds = ds.map(lambda index, example: make_uint8_views({**example, "index": index}),
+                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+      sizes = [image_size] * num_views + [small_size] * num_small_crops
+
+      def placeholder():
+        return {"views": tuple(tf.fill([s, s, 3], tf.constant(128, tf.uint8)) for s in sizes),
+                "label": tf.constant(-1, tf.int64)}
+      ds = ds.map(lambda index, example: (index, {**example, "index": index}))
+      ds = _map_reporting_failures(ds, make_uint8_views, placeholder, split,
+                                   first_index=start_batch * batch_size, keep_slot=True)
   ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
   return ds.with_options(_options(autotune))
 
@@ -562,9 +779,13 @@ def eval_dataset(split: Split, *, batch_size: int, image_size: int,
   """One pass of ``{"image": (B, S, S, 3), "label": (B,), "mask": (B,)}`` batches.
 
   The last batch is padded (``mask = 0``). ``num_batches`` pads with empty batches up to a
-  fixed count, so that every process runs the same number of steps.
+  fixed count, so that every process runs the same number of steps. Images are float32 in
+  [0, 1] from every split: an encoded one is decoded whole first (an image that does not
+  decode is left out, by name). Evaluation reads each image once per pass, off the
+  training hot path, so it keeps the simpler float pipeline.
   """
-  ds = split.dataset.map(
+  source = _decoded(split.dataset, split) if split.encoded else split.dataset
+  ds = source.map(
       lambda ex: {"image": augment.center_crop(ex["image"], image_size, crop_fraction),
                   "label": ex["label"], "mask": tf.constant(1.0)},
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
