@@ -70,7 +70,7 @@ def masked_image_rows(batch: int, repeats: int, budget: float, size: str = "base
   import time
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   from configs import common as config_common
-  from mssl import masked_image
+  from mssl.steps import masked_image
   images = jnp.asarray(np.random.default_rng(0).uniform(size=(batch, 224, 224, 3)),
                        jnp.float32)
   batch_tree = {"views": (images,)}

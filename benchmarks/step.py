@@ -5,7 +5,7 @@
     python benchmarks/step.py --config=configs/quickstart.py --steps 5      # a CPU
 
 Builds what training runs: the config's network, optimiser, state and train step
-(``mssl.train`` for two-view objectives, ``mssl.masked_image`` for M-MAE / U-MAE / MAE)
+(``mssl.steps.two_view`` for two-view objectives, ``mssl.steps.masked_image`` for M-MAE / U-MAE / MAE)
 under the loop's jit (``mssl.loop.jit_train_step``: state replicated and donated, batch
 sharded over every device, the new state's finiteness check), and feeds it random batches that already live on the
 device (uniform pixels, ``config.data.num_views`` views, labels), so the input pipeline
@@ -67,7 +67,8 @@ import numpy as np  # noqa: E402
 
 import common  # noqa: E402
 import flops  # noqa: E402
-from mssl import loop, masked_image, sharding, train  # noqa: E402
+from mssl import loop, sharding  # noqa: E402
+from mssl.steps import masked_image, two_view  # noqa: E402
 
 MASKED_IMAGE = ("mmae", "umae", "mae")
 
@@ -109,12 +110,12 @@ def build(config, num_classes: int, total_steps: int, steps_per_epoch: int):
     state = jax.jit(lambda: masked_image.create_state(
         masked_image.init_params(network, size, config.seed), tx, config.seed))()
     return state, masked_image.make_train_step(config, network, tx, schedule)
-  network = train.build_network(config, num_classes)
-  tx, schedule = train.make_optimizer(config, total_steps, steps_per_epoch)
-  state = jax.jit(lambda: train.create_state(
-      train.init_variables(network, size, config.seed), tx, config.seed,
-      ema_teacher=train.has_ema_teacher(config)))()
-  return state, train.make_train_step(config, network, tx, schedule, total_steps,
+  network = two_view.build_network(config, num_classes)
+  tx, schedule = two_view.make_optimizer(config, total_steps, steps_per_epoch)
+  state = jax.jit(lambda: two_view.create_state(
+      two_view.init_variables(network, size, config.seed), tx, config.seed,
+      ema_teacher=two_view.has_ema_teacher(config)))()
+  return state, two_view.make_train_step(config, network, tx, schedule, total_steps,
                                       steps_per_epoch)
 
 
@@ -130,10 +131,10 @@ def count_flops(config, state, batch, num_classes: int, steps_per_epoch: int):
       return None
     loss_fn = make_loss(config, masked_image.build_network(config))
     return flops.count_loss(loss_fn, state["params"], batch["views"][0], jax.random.key(0))
-  make_loss = getattr(train, "make_loss_fn", None)
+  make_loss = getattr(two_view, "make_loss_fn", None)
   if make_loss is None:
     return None
-  loss_fn = make_loss(config, train.build_network(config, num_classes), steps_per_epoch)
+  loss_fn = make_loss(config, two_view.build_network(config, num_classes), steps_per_epoch)
   return flops.count_loss(loss_fn, state["params"], state,
                           batch["views"][: config.data.num_views], batch["label"])
 

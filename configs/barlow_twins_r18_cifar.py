@@ -13,4 +13,9 @@ from configs import common
 
 
 def get_config(arg=None):
-  return common.method_config("barlow_twins", arg)
+  return common.cifar_config(
+      common.parse_arg(arg, **common.CIFAR_WORDS), objective="barlow_twins",
+      loss=dict(lambd=0.0051, scale=0.1),
+      projector=common.head_recipe("barlow_projector"), predictor=None,
+      optimizer=dict(name="lars", base_lr=0.3, weight_decay=1e-4),
+      preset="byol_cifar")

@@ -13,4 +13,9 @@ from configs import common
 
 
 def get_config(arg=None):
-  return common.method_config("byol", arg)
+  return common.cifar_config(
+      common.parse_arg(arg, **common.CIFAR_WORDS), objective="byol", loss=dict(),
+      projector=common.head_recipe("byol_projector"),
+      predictor=common.head_recipe("byol_predictor"),
+      optimizer=dict(name="lars", base_lr=1.0, weight_decay=1e-5),
+      preset="byol_cifar", ema=0.99)

@@ -8,11 +8,6 @@ dataset), keeping its objective, heads' structure and optimiser.
 
 import ml_collections
 
-# Projector / predictor recipes (mssl.models.heads.RECIPES) as config dicts.
-MATRIX_SSL_PROJECTOR = dict(hidden=(2048, 2048), out=2048, batch_norm=True, bias=False,
-                            last_bn=True, last_bn_affine=False)
-MATRIX_SSL_PREDICTOR = dict(hidden=(512,), out=2048, batch_norm=True, bias=False,
-                            last_bn=False, last_bn_affine=True)
 
 
 class ConfigArgError(ValueError):
@@ -93,68 +88,112 @@ def preset_overrides(**values):
 
 
 def head(hidden, out, batch_norm=True, bias=True, last_bn=False, last_bn_affine=True):
+  """A projector / predictor MLP (``mssl.models.MLPHead``'s fields) as a config group."""
   return ml_collections.ConfigDict(dict(hidden=tuple(hidden), out=out,
                                         batch_norm=batch_norm, bias=bias, last_bn=last_bn,
                                         last_bn_affine=last_bn_affine))
 
 
+def head_recipe(name, **overrides):
+  """A published head (``mssl.models.RECIPES``, the one home of head recipes) as a
+  config group, with ``overrides`` (e.g. solo-learn's CIFAR widths)."""
+  from mssl.models import heads  # flax only: no TensorFlow
+  if name not in heads.RECIPES:
+    raise ValueError(f"head_recipe: unknown recipe {name!r}; known: "
+                     f"{', '.join(sorted(heads.RECIPES))}.")
+  return head(**{**heads.RECIPES[name], **overrides})
+
+
 def get_config():
   """The defaults: Matrix-SSL on CIFAR-10 with a ResNet-18 (overridden per config)."""
   c = ml_collections.ConfigDict()
-  c.mode = "pretrain"            # "pretrain" | "linear_eval"
-  c.seed = 0
-  c.objective = "matrix_ssl"
+  c.mode = "pretrain"            # "pretrain" | "linear_eval" | "finetune"
+  c.seed = 0                     # initialisation, data order, augmentation, masks
+  c.objective = "matrix_ssl"     # a registered objective (mssl.losses.names())
   c.loss = loss_config(c.objective)  # the objective's keyword arguments (all of them)
-  c.mec = ml_collections.ConfigDict(dict(eps2=64.0, warmup_epochs=10.0, start_factor=8.0))
 
   c.data = ml_collections.ConfigDict(dict(
-      dataset="cifar10", data_dir=ml_collections.FieldReference(None, field_type=str),
-      download=False, train_split="train", eval_split="test", knn_split="train[:10000]",
-      image_size=32, preset="mocov3_cifar", preset_overrides=preset_overrides(), num_views=2,
-      num_small_crops=0, small_size=96, shuffle_buffer=10_000, cache="auto",
-      eval_crop_fraction=1.0, autotune=True,
+      dataset="cifar10",         # tfds name, "mssl_shapes/32" or "image_folder:PATH"
+      data_dir=ml_collections.FieldReference(None, field_type=str),  # tfds data_dir
+      download=False,            # let tfds download and prepare a missing dataset
+      train_split="train",       # tfds split syntax (train[:50%], train+unlabelled)
+      eval_split="test",         # kNN / probe accuracy is measured on it
+      knn_split="train[:10000]",  # the kNN memory bank and the offline probe's train set
+      image_size=32,             # side of the (large) training views and eval images
+      preset="mocov3_cifar",     # augmentation preset (mssl.data.views.PRESETS)
+      preset_overrides=preset_overrides(),  # per-field overrides of the preset
+      num_views=2,               # large views per image
+      num_small_crops=0,         # multi-crop: extra small views of small_size px
+      small_size=96,
+      shuffle_buffer=10_000,     # examples in tf.data's shuffle buffer
+      cache="auto",              # keep the decoded split in memory: auto | always | never
+      eval_crop_fraction=1.0,    # eval: resize to size / fraction, then centre crop
+      autotune=True,             # tf.data autotuning (off for CPU-size runs)
+      # Colour jitter, grayscale, blur and solarize run on the accelerator inside the
+      # jitted step (the host decodes, crops, resizes and flips, and sends uint8); False:
+      # all of it on the host, as float32 (the old path).
+      device_augment=True,
+      prefetch=2,                # global batches placed on the devices ahead of the step
       # Unreadable images in an image folder: skipped with a warning naming each (False),
       # or the run stops before training with the list (True).
       strict=False))
 
   c.model = ml_collections.ConfigDict(dict(
-      name="resnet18", stem="cifar", width=64, zero_init_residual=False, dtype="float32",
-      remat=False, patch_size=16,
+      name="resnet18",           # resnet18 | resnet50 | vit_{micro,tiny,small,base,large}
+      stem="cifar",              # ResNet stem: "cifar" (3x3, no pool) | "imagenet"
+      width=64,                  # ResNet base width
+      zero_init_residual=False,  # zero-init the last BN scale of each residual block
+      dtype="float32",           # compute dtype (parameters stay float32)
+      remat=False,               # rematerialise blocks (memory for compute)
+      patch_size=16,             # ViT patch side
       # ViT attention: "auto" (cuDNN's fused kernel on a GPU in 16-bit, XLA elsewhere),
       # "xla" or "cudnn"; see mssl/models/vit.py.
       attention="auto"))
-  c.projector = head(**MATRIX_SSL_PROJECTOR)
-  c.predictor = head(**MATRIX_SSL_PREDICTOR)   # set to None for no predictor
-  c.teacher = "ema"                  # "ema" | "online" (SimSiam) | "none"
+  c.projector = head_recipe("matrix_ssl_projector")   # encoder features -> embedding
+  c.predictor = head_recipe("matrix_ssl_predictor")   # None: no predictor
+  # The EMA teacher's momentum rises from base to 1 on a cosine (objectives whose
+  # registry entry has teacher="ema"; the others keep no teacher).
   c.ema = ml_collections.ConfigDict(dict(base=0.996))
 
   c.optimizer = ml_collections.ConfigDict(dict(
-      name="sgd", base_lr=0.5, scale_by_batch=True, weight_decay=1e-5, momentum=0.9,
-      trust_coefficient=0.001, b1=0.9, b2=0.999, warmup_epochs=10.0))
-  c.classifier_lr = 0.1              # the online linear probe (its own SGD)
+      name="sgd",                # sgd | lars | adamw
+      base_lr=0.5,               # learning rate at batch 256 when scale_by_batch
+      scale_by_batch=True,       # lr = base_lr * batch_size / 256
+      weight_decay=1e-5,
+      momentum=0.9,              # sgd, lars
+      trust_coefficient=0.001,   # lars
+      b1=0.9, b2=0.999,          # adamw
+      warmup_epochs=10.0))       # linear warm-up, then cosine decay to 0
+  c.classifier_lr = 0.1          # the online linear probe (its own SGD)
 
-  c.batch_size = 512                 # global
+  c.batch_size = 512             # global, over all devices and processes
   c.num_epochs = 500.0
-  c.total_steps = -1                 # > 0 overrides num_epochs
-  c.grad_accum_steps = 1
-  c.stop_after = -1                  # > 0: save and exit after this many steps of this run
+  c.total_steps = -1             # > 0 overrides num_epochs
+  c.grad_accum_steps = 1         # must be 1 (see mssl/validation.py for why)
+  c.stop_after = -1              # > 0: save and exit after this many steps of this run
 
-  c.log_every = 50
-  c.eval_every = 1000
-  c.checkpoint_every = 1000
-  c.keep_checkpoints = 3
+  c.log_every = 50               # steps between metric writes
+  c.eval_every = 1000            # steps between evaluations on the eval split
+  c.checkpoint_every = 1000      # steps between checkpoints
+  c.keep_checkpoints = 3         # newest checkpoints kept
+  # XLA's persistent compilation cache: a restarted run reuses the compiled step.
+  # None: WORKDIR/compilation_cache; "" turns it off.
+  c.compilation_cache_dir = ml_collections.FieldReference(None, field_type=str)
   c.eval = ml_collections.ConfigDict(dict(
-      batch_size=512, knn_k=20, knn_temperature=0.07,
-      probe_epochs=30, probe_lr=0.1, final=True, compare_random_init=False,
+      batch_size=512,            # global eval batch
+      knn_k=20, knn_temperature=0.07,  # weighted kNN (InstDisc's)
+      probe_epochs=30, probe_lr=0.1,   # the offline linear probe
+      final=True,                # offline probe + kNN at the end of training
+      compare_random_init=False,  # ... also on the encoder at random initialisation
       # the offline probe: "standardize" + "sgd" (solo-learn) or MAE's "batchnorm" + "lars"
       probe_normalization="standardize", probe_optimizer="sgd", probe_warmup_epochs=0.0,
-      num_previews=8,
+      num_previews=8,            # masked-image runs: reconstructions in the preview
       # Re-running a finished workdir keeps its results.json; True evaluates it again.
       reevaluate=False,
       # The final table's raw-pixel baseline: probe and kNN on images downsampled to at
       # most pixel_size x pixel_size, standardised (what an encoder has to beat).
       compare_pixels=True, pixel_size=16))
-  c.distributed = ml_collections.ConfigDict(dict(
+  c.distributed = ml_collections.ConfigDict(dict(  # multi-host: jax.distributed
       initialize=False, coordinator_address=ml_collections.FieldReference(None, str),
       num_processes=ml_collections.FieldReference(None, int),
       process_id=ml_collections.FieldReference(None, int)))
@@ -162,23 +201,39 @@ def get_config():
 
 
 def runlocal(c):
-  """Shrinks ``c`` to run on a CPU in minutes, on the embedded dataset."""
+  """Shrinks any pretraining config to run on a CPU in minutes, on the embedded dataset,
+  keeping its objective, heads' structure and optimiser: a width-8 ResNet-18 (CIFAR stem)
+  for a ResNet recipe, a micro ViT (patch 4) and a one-block decoder for a ViT one; then
+  :func:`runlocal_schedule`."""
   c.data.dataset = "mssl_shapes/32"
   c.data.image_size = 32
-  c.data.preset = c.data.preset if c.data.preset.endswith("_cifar") or \
-      c.data.preset in ("mae", "none") else c.data.preset + "_cifar"
-  c.data.shuffle_buffer = 2_000
   c.data.eval_crop_fraction = 1.0
+  c.data.shuffle_buffer = 2_000
+  c.data.cache = "auto"
   c.data.autotune = False  # see mssl.data.pipeline._options: no 60 s waits on a CPU
-  c.model.name = "resnet18"
-  c.model.stem = "cifar"
-  c.model.width = 8
+  if c.model.name.startswith("vit_"):
+    c.model.name = "vit_micro"
+    c.model.patch_size = 4
+    c.model.dtype = "float32"
+    if c.get("mae") is not None:
+      c.mae.update(dict(decoder_width=64, decoder_depth=1, decoder_heads=2))
+  else:
+    c.data.preset = c.data.preset if c.data.preset.endswith("_cifar") or \
+        c.data.preset in ("mae", "none") else c.data.preset + "_cifar"
+    c.model.name = "resnet18"
+    c.model.stem = "cifar"
+    c.model.width = 8
+    c.model.dtype = "float32"
   for name in ("projector", "predictor"):
     head_cfg = c.get(name)
     if head_cfg is not None:
       head_cfg.hidden = tuple(min(h, 64) for h in head_cfg.hidden)
       head_cfg.out = min(head_cfg.out, 64)
-  return runlocal_schedule(c)
+  runlocal_schedule(c)
+  if c.model.name.startswith("vit_"):
+    c.optimizer.base_lr = 1.5e-3
+    c.eval.update(dict(probe_warmup_epochs=0.0, num_previews=4))
+  return c
 
 
 def runlocal_schedule(c):
@@ -210,102 +265,46 @@ def imagenet_data(c, preset):
   return c
 
 
-# Per-method CIFAR recipes (solo-learn's ResNet-18 CIFAR settings; docs/methods.md).
-CIFAR_METHODS = {
-    "matrix_ssl": dict(loss=dict(lam=1.0, mu=1.0, gamma=1.0, order=4), teacher="ema",
-                       projector=MATRIX_SSL_PROJECTOR, predictor=MATRIX_SSL_PREDICTOR,
-                       optimizer=dict(name="sgd", base_lr=0.5, weight_decay=1e-5),
-                       preset="mocov3_cifar", ema=0.996),
-    "mec": dict(loss=dict(order=4), teacher="ema", projector=MATRIX_SSL_PROJECTOR,
-                predictor=MATRIX_SSL_PREDICTOR,
-                optimizer=dict(name="sgd", base_lr=0.5, weight_decay=1e-5),
-                preset="mocov3_cifar", ema=0.996),
-    # The authors' Kernel-SSL loss (Matrix-SSL commit bf80b2e with --HSIC): linear kernel.
-    "kernel_ssl": dict(loss=dict(kernel="linear", lam=1.0, mu=1.0, gamma=1.0,
-                                 w_hsic=0.003, order=4, logm="taylor"), teacher="ema",
-                       projector=MATRIX_SSL_PROJECTOR, predictor=MATRIX_SSL_PREDICTOR,
-                       optimizer=dict(name="sgd", base_lr=0.5, weight_decay=1e-5),
-                       preset="mocov3_cifar", ema=0.996),
-    "simclr": dict(loss=dict(temperature=0.2), teacher="none",
-                   projector=dict(hidden=(2048,), out=256),
-                   optimizer=dict(name="lars", base_lr=0.4, weight_decay=1e-5),
-                   preset="simclr_cifar"),
-    "byol": dict(loss=dict(), teacher="ema", projector=dict(hidden=(4096,), out=256),
-                 predictor=dict(hidden=(4096,), out=256),
-                 optimizer=dict(name="lars", base_lr=1.0, weight_decay=1e-5),
-                 preset="byol_cifar", ema=0.99),
-    "simsiam": dict(loss=dict(), teacher="online",
-                    projector=dict(hidden=(2048, 2048), out=2048, bias=False, last_bn=True,
-                                   last_bn_affine=False),
-                    predictor=dict(hidden=(512,), out=2048, bias=False),
-                    optimizer=dict(name="sgd", base_lr=0.5, weight_decay=1e-5),
-                    preset="simclr_cifar"),
-    "barlow_twins": dict(loss=dict(lambd=0.0051, scale=0.1), teacher="none",
-                         projector=dict(hidden=(2048, 2048), out=2048, bias=False),
-                         optimizer=dict(name="lars", base_lr=0.3, weight_decay=1e-4),
-                         preset="byol_cifar"),
-    "vicreg": dict(loss=dict(sim_weight=25.0, var_weight=25.0, cov_weight=1.0),
-                   teacher="none", projector=dict(hidden=(2048, 2048), out=2048),
-                   optimizer=dict(name="lars", base_lr=0.3, weight_decay=1e-4),
-                   preset="vicreg_cifar"),
-    "spectral_contrastive": dict(loss=dict(mu=1.0), teacher="none",
-                                 projector=dict(hidden=(2048,), out=2048),
-                                 optimizer=dict(name="lars", base_lr=0.3,
-                                                weight_decay=1e-5),
-                                 preset="simclr_cifar"),
-    "frossl": dict(loss=dict(invariance_weight=1.0), teacher="none",
-                   projector=dict(hidden=(2048, 2048), out=1024),
-                   optimizer=dict(name="lars", base_lr=0.3, weight_decay=1e-4),
-                   preset="byol_cifar"),
+# The CIFAR-size datasets a ResNet-18 recipe runs on (config argument -> data fields).
+CIFAR_DATASETS = {
+    "cifar10": dict(dataset="cifar10", image_size=32, eval_split="test"),
+    "cifar100": dict(dataset="cifar100", image_size=32, eval_split="test"),
+    # STL-10 at 96 px: pretrains on train + unlabelled, the probe trains on train.
+    "stl10": dict(dataset="stl10", image_size=96, eval_split="test",
+                  train_split="train+unlabelled", knn_split="train"),
 }
-DATASETS = {  # name -> (tfds name, image size, eval split, crop fraction, FroSSL weight)
-    "cifar10": ("cifar10", 32, "test", 1.0, 1.0),
-    "cifar100": ("cifar100", 32, "test", 1.0, 1.0),
-    "stl10": ("stl10", 96, "test", 1.0, 1.4),
-}
+# The words every CIFAR recipe takes: one dataset, and runlocal.
+CIFAR_WORDS = {**{name: bool for name in CIFAR_DATASETS}, "runlocal": bool}
 
 
-def method_config(method, arg):
-  """ResNet-18 (CIFAR stem) pretraining of ``method``; ``arg`` picks the dataset
-  (cifar10 | cifar100 | stl10), ``views=V`` (FroSSL), ``kernel=K`` (Kernel-SSL) and
-  ``runlocal``."""
-  allowed = {d: bool for d in DATASETS}
-  allowed["runlocal"] = bool
-  if method == "frossl":
-    allowed["views"] = int
-  if method == "kernel_ssl":
-    allowed["kernel"] = str
-  words = parse_arg(arg, **allowed)
-  chosen = [d for d in DATASETS if d in words]
+def cifar_dataset(words) -> str:
+  """The dataset a CIFAR recipe's words name (cifar10 when none)."""
+  chosen = [d for d in CIFAR_DATASETS if d in words]
   if len(chosen) > 1:
     raise ConfigArgError(f"config arguments name several datasets {chosen}; pick one.")
-  recipe = CIFAR_METHODS[method]
+  return chosen[0] if chosen else "cifar10"
+
+
+def cifar_config(words, *, objective, loss, projector, predictor, optimizer, preset,
+                 ema=0.996):
+  """A ResNet-18 (CIFAR stem) recipe of solo-learn's CIFAR setting (batch 256, 1000
+  epochs, 10 warm-up epochs), on the dataset ``words`` name, with the method's own
+  ``loss`` values, heads, ``optimizer`` fields, augmentation ``preset`` and EMA base;
+  ``runlocal`` shrinks it last. Each experiment file states its recipe in one call."""
   c = get_config()
-  c.objective = method
-  c.loss = loss_config(method, **recipe["loss"])
-  if "kernel" in words:
-    c.loss.kernel = words["kernel"]
-  c.teacher = recipe["teacher"]
-  c.ema.base = recipe.get("ema", 0.996)
-  c.projector = head(**recipe["projector"])
-  c.predictor = head(**recipe["predictor"]) if "predictor" in recipe else None
-  c.optimizer.update(recipe["optimizer"])
-  c.optimizer.warmup_epochs = 10.0
-  c.data.preset = recipe["preset"]
+  c.objective = objective
+  c.loss = loss_config(objective, **loss)
+  c.projector = projector
+  c.predictor = predictor
+  c.ema.base = ema
+  c.optimizer.update(dict(optimizer, warmup_epochs=10.0))
   c.batch_size = 256
   c.num_epochs = 1000.0
-  dataset = chosen[0] if chosen else "cifar10"
-  name, size, eval_split, crop, frossl_w = DATASETS[dataset]
-  c.data.dataset, c.data.image_size, c.data.eval_split = name, size, eval_split
-  c.data.eval_crop_fraction = crop
-  if dataset == "stl10":
-    c.data.train_split = "train+unlabelled"
-    c.data.knn_split = "train"
-    c.data.preset = c.data.preset.replace("_cifar", "")
-    c.model.stem = "cifar"
-  if method == "frossl":
-    c.loss.invariance_weight = frossl_w
-    c.data.num_views = words.get("views", 2)
+  dataset = cifar_dataset(words)
+  c.data.update(CIFAR_DATASETS[dataset])
+  c.data.eval_crop_fraction = 1.0
+  # Blur is part of the 96 px recipes, not of the 32 px ones.
+  c.data.preset = preset.replace("_cifar", "") if dataset == "stl10" else preset
   if "runlocal" in words:
     runlocal(c)
   return c
@@ -331,7 +330,6 @@ def masked_image_config(objective, size, arg):
   c.loss = loss_config(objective, **MASKED_IMAGE_LOSS[objective])
   c.projector = None
   c.predictor = None
-  c.teacher = "none"
   c.mae = ml_collections.ConfigDict(dict(mask_ratio=0.75, decoder_width=512,
                                          decoder_depth=8, decoder_heads=16,
                                          norm_pix_loss=True))
@@ -355,23 +353,5 @@ def masked_image_config(objective, size, arg):
   c.eval.update(dict(probe_normalization="batchnorm", probe_optimizer="lars",
                      probe_epochs=90, probe_lr=6.4, probe_warmup_epochs=10.0))
   if "runlocal" in words:
-    runlocal_masked_image(c)
-  return c
-
-
-def runlocal_masked_image(c):
-  """Shrinks a masked-image config to a micro ViT on the embedded dataset (CPU, minutes)."""
-  c.data.dataset = "mssl_shapes/32"
-  c.data.image_size = 32
-  c.data.eval_crop_fraction = 1.0
-  c.data.shuffle_buffer = 2_000
-  c.data.cache = "auto"
-  c.data.autotune = False
-  c.model.name = "vit_micro"
-  c.model.patch_size = 4
-  c.model.dtype = "float32"
-  c.mae.update(dict(decoder_width=64, decoder_depth=1, decoder_heads=2))
-  runlocal_schedule(c)
-  c.optimizer.base_lr = 1.5e-3
-  c.eval.update(dict(probe_warmup_epochs=0.0, num_previews=4))
+    runlocal(c)
   return c

@@ -20,6 +20,13 @@ from configs import kernel_ssl_r50
 
 
 def get_config(arg=None):
-  c = common.method_config("kernel_ssl", arg)
-  c.loss.kernel = kernel_ssl_r50.kernel_word({"kernel": c.loss.kernel})
-  return c
+  words = common.parse_arg(arg, **common.CIFAR_WORDS, kernel=str)
+  return common.cifar_config(
+      words, objective="kernel_ssl",
+      # The authors' loss (Matrix-SSL bf80b2e with --HSIC): a linear-kernel HSIC.
+      loss=dict(kernel=kernel_ssl_r50.kernel_word(words), lam=1.0, mu=1.0, gamma=1.0,
+                w_hsic=0.003, order=4, logm="taylor"),
+      projector=common.head_recipe("matrix_ssl_projector"),
+      predictor=common.head_recipe("matrix_ssl_predictor"),
+      optimizer=dict(name="sgd", base_lr=0.5, weight_decay=1e-5),
+      preset="mocov3_cifar", ema=0.996)

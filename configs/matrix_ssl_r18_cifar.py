@@ -13,4 +13,10 @@ from configs import common
 
 
 def get_config(arg=None):
-  return common.method_config("matrix_ssl", arg)
+  return common.cifar_config(
+      common.parse_arg(arg, **common.CIFAR_WORDS), objective="matrix_ssl",
+      loss=dict(lam=1.0, mu=1.0, gamma=1.0, order=4),
+      projector=common.head_recipe("matrix_ssl_projector"),
+      predictor=common.head_recipe("matrix_ssl_predictor"),
+      optimizer=dict(name="sgd", base_lr=0.5, weight_decay=1e-5),
+      preset="mocov3_cifar", ema=0.996)

@@ -13,4 +13,11 @@ from configs import common
 
 
 def get_config(arg=None):
-  return common.method_config("mec", arg)
+  return common.cifar_config(
+      common.parse_arg(arg, **common.CIFAR_WORDS), objective="mec",
+      # lam_inv = B * eps2 / D, warmed up from 8x to 1x over 10 epochs (its schedule).
+      loss=dict(order=4, eps2=64.0, warmup_epochs=10.0, start_factor=8.0),
+      projector=common.head_recipe("matrix_ssl_projector"),
+      predictor=common.head_recipe("matrix_ssl_predictor"),
+      optimizer=dict(name="sgd", base_lr=0.5, weight_decay=1e-5),
+      preset="mocov3_cifar", ema=0.996)

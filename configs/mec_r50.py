@@ -17,9 +17,13 @@ def get_config(arg=None):
   words = common.parse_arg(arg, epochs=int, runlocal=bool)
   c = mssl_r50.imagenet_r50(common.get_config(), words)
   c.objective = "mec"
-  c.loss = common.loss_config("mec", order=4)
-  c.mec.update(dict(eps2=64.0, warmup_epochs=10.0, start_factor=8.0))
-  c.teacher = "ema"
+  # lam_inv = B * eps2 / D, warmed up from start_factor x to 1x over warmup_epochs (the
+  # registered schedule; --config.loss.lam_inv=X fixes it instead).
+  c.loss = common.loss_config("mec", order=4, eps2=64.0, warmup_epochs=10.0,
+                              start_factor=8.0)
+  c.projector = common.head_recipe("matrix_ssl_projector")
+  c.predictor = common.head_recipe("matrix_ssl_predictor")
+  c.ema.base = 0.996
   if "runlocal" in words:
     common.runlocal(c)
   return c

@@ -40,7 +40,8 @@ def get_config(arg=None):
   c.objective = "matrix_ssl"
   c.loss = common.loss_config("matrix_ssl", lam=1.0, mu=1.0, gamma=1.0, order=4,
                               logm="taylor")
-  c.teacher = "ema"
+  c.projector = common.head_recipe("matrix_ssl_projector")
+  c.predictor = common.head_recipe("matrix_ssl_predictor")
   c.ema.base = 0.996
   if "runlocal" in words:
     common.runlocal(c)

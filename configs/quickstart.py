@@ -16,12 +16,12 @@ the per-image colour shortcut, crops of 50-100% of the image) and the runs that 
 them: docs/quickstart_tuning.md.
 """
 
-from configs import common
+from configs import common, matrix_ssl_r18_cifar
 
 
 def get_config(arg=None):
   words = common.parse_arg(arg, steps=int)
-  c = common.method_config("matrix_ssl", "runlocal")
+  c = matrix_ssl_r18_cifar.get_config("runlocal")
   c.model.width = 8
   c.projector = common.head(hidden=(256,), out=256, bias=False, last_bn=True,
                             last_bn_affine=False)

@@ -13,4 +13,10 @@ from configs import common
 
 
 def get_config(arg=None):
-  return common.method_config("simclr", arg)
+  return common.cifar_config(
+      common.parse_arg(arg, **common.CIFAR_WORDS), objective="simclr",
+      loss=dict(temperature=0.2),
+      # solo-learn's CIFAR projector is 2048-256 (the paper's ImageNet one 2048-128).
+      projector=common.head_recipe("simclr_projector", out=256), predictor=None,
+      optimizer=dict(name="lars", base_lr=0.4, weight_decay=1e-5),
+      preset="simclr_cifar")

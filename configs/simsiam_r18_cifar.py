@@ -13,4 +13,9 @@ from configs import common
 
 
 def get_config(arg=None):
-  return common.method_config("simsiam", arg)
+  return common.cifar_config(
+      common.parse_arg(arg, **common.CIFAR_WORDS), objective="simsiam", loss=dict(),
+      projector=common.head_recipe("simsiam_projector"),
+      predictor=common.head_recipe("simsiam_predictor"),
+      optimizer=dict(name="sgd", base_lr=0.5, weight_decay=1e-5),
+      preset="simclr_cifar")

@@ -13,4 +13,9 @@ from configs import common
 
 
 def get_config(arg=None):
-  return common.method_config("spectral_contrastive", arg)
+  return common.cifar_config(
+      common.parse_arg(arg, **common.CIFAR_WORDS), objective="spectral_contrastive",
+      loss=dict(mu=1.0),
+      projector=common.head_recipe("spectral_projector"), predictor=None,
+      optimizer=dict(name="lars", base_lr=0.3, weight_decay=1e-5),
+      preset="simclr_cifar")

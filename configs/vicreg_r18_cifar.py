@@ -13,4 +13,9 @@ from configs import common
 
 
 def get_config(arg=None):
-  return common.method_config("vicreg", arg)
+  return common.cifar_config(
+      common.parse_arg(arg, **common.CIFAR_WORDS), objective="vicreg",
+      loss=dict(sim_weight=25.0, var_weight=25.0, cov_weight=1.0),
+      projector=common.head_recipe("vicreg_projector"), predictor=None,
+      optimizer=dict(name="lars", base_lr=0.3, weight_decay=1e-4),
+      preset="vicreg_cifar")

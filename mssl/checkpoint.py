@@ -147,6 +147,30 @@ class Checkpointer:
       self._move_aside(unreadable)
     return found
 
+  def restore_subtrees(self, step: int, abstract_subset: Any) -> Any:
+    """Only the subtrees of the state saved at ``step`` that ``abstract_subset`` names
+    (e.g. ``{"params": ..., "batch_stats": ...}`` of an encoder): the rest (optimiser
+    state, teacher) is not read. The fingerprint covers the whole state, so it is not
+    checked here; a read failure raises."""
+    restore_args = ocp.checkpoint_utils.construct_restore_args(abstract_subset)
+    with ocp.PyTreeCheckpointer() as reader:
+      return reader.restore(os.path.join(self.directory, str(step), "state"),
+                            args=ocp.args.PyTreeRestore(item=abstract_subset,
+                                                        restore_args=restore_args,
+                                                        partial_restore=True))
+
+  def restore_subtrees_latest(self, abstract_subset: Any) -> Optional[tuple[int, Any]]:
+    """``(step, subtrees)`` from the newest checkpoint they read from (one warning per
+    checkpoint skipped; nothing is moved: this is a reader's view), or None."""
+    for step in reversed(self.all_steps()):
+      try:
+        return step, self.restore_subtrees(step, abstract_subset)
+      except Exception as error:  # a half-written or corrupted checkpoint
+        logging.warning("checkpoint at step %d in %s could not be read (%s: %s); trying "
+                        "the previous one.", step, self.directory, type(error).__name__,
+                        str(error)[:300])
+    return None
+
   def _move_aside(self, steps) -> None:
     import jax
     if jax.process_index() == 0:

@@ -4,8 +4,9 @@
     embed = export.load_encoder("/path/to/workdir")
     features = embed(images)      # images: float32 in [0, 1], (N, H, W, 3)
 
-The workdir's ``config.json`` rebuilds the network and its newest readable checkpoint
-supplies the weights; the encoder runs in evaluation mode (running BatchNorm statistics)
+The workdir's ``config.json`` rebuilds the network (from its step module: no trainer, no
+optimiser) and its newest readable checkpoint supplies the weights (only the parameter
+and batch-statistics subtrees are read); the encoder runs in evaluation mode (running BatchNorm statistics)
 and returns its pooled features (no projector).
 """
 
@@ -32,43 +33,47 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def _abstract_state(config, num_classes: int):
-  """``(network, abstract state)`` of the trainer that wrote a run with ``config``."""
+def _abstract_variables(config, num_classes: int):
+  """``(network, abstract variables)`` of the encoder a run with ``config`` trained: the
+  network definition from its step module, the shapes from tracing its initialiser (no
+  optimiser, no train state, nothing computed)."""
   if config.objective in losses.MASKED_IMAGE:
-    from mssl import masked_image
+    from mssl.steps import masked_image
     network = masked_image.build_network(config)
-    params = masked_image.init_params(network, config.data.image_size, config.seed)
-    tx, _ = masked_image.make_optimizer(config, 1, 1)
-    state = masked_image.create_state(params, tx, config.seed)
-  else:
-    from mssl import train  # the network definition lives beside the loop
-    network = train.build_network(config, num_classes)
-    variables = train.init_variables(network, config.data.image_size, config.seed)
-    optimizer, _ = train.make_optimizer(config, 1, 1)
-    state = train.create_state(variables, optimizer, config.seed,
-                               ema_teacher=train.has_ema_teacher(config))
-  return network, ckpt_lib.abstract_like(state)
+    params = jax.eval_shape(lambda: masked_image.init_params(network, config.data.image_size,
+                                                             config.seed))
+    return network, {"params": params}
+  from mssl.steps import two_view
+  network = two_view.build_network(config, num_classes)
+  variables = jax.eval_shape(lambda: two_view.init_variables(network, config.data.image_size,
+                                                             config.seed))
+  return network, {"params": variables["params"], "batch_stats": variables["batch_stats"]}
 
 
 def load_variables(workdir: str, step: Optional[int] = None):
   """``(config, network, variables, step)`` of a pretraining run (two-view or masked
   image); ``variables`` holds ``params`` (and ``batch_stats``) and ``network.embed``
-  maps images to encoder features."""
+  maps images to encoder features.
+
+  Only those subtrees of the checkpointed state are read (not the optimiser state or an
+  EMA teacher); the newest checkpoint that reads is used, or ``step``."""
   config = load_config(workdir)
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
   steps = checkpointer.all_steps()
   if not steps:
     raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints.")
-  network, abstract = _abstract_state(config, load_run_info(workdir)["num_classes"])
-  if step is None:
-    found = checkpointer.restore_latest(abstract)
-    if found is None:
-      raise FileNotFoundError(f"no readable checkpoint under {workdir}/checkpoints.")
-    step, state, _ = found
-  else:
-    state, _ = checkpointer.restore(step, abstract)
-  checkpointer.close()
-  variables = {"params": state["params"], "batch_stats": state.get("batch_stats", {})}
+  network, abstract = _abstract_variables(config, load_run_info(workdir)["num_classes"])
+  try:
+    if step is None:
+      found = checkpointer.restore_subtrees_latest(abstract)
+      if found is None:
+        raise FileNotFoundError(f"no readable checkpoint under {workdir}/checkpoints.")
+      step, variables = found
+    else:
+      variables = checkpointer.restore_subtrees(step, abstract)
+  finally:
+    checkpointer.close()
+  variables.setdefault("batch_stats", {})
   return config, network, variables, step
 
 

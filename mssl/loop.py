@@ -1,7 +1,7 @@
 """The training loop every trainer shares: resume, step, check, log, evaluate, save.
 
-A trainer (two-view pretraining in ``train.py``, masked-image pretraining in
-``masked_image.py``, supervised fine-tuning in ``finetune.py``) builds a :class:`Job`: the
+A trainer (:mod:`mssl.trainers`: two-view and masked-image pretraining through
+:func:`mssl.pretraining.pretrain`, supervised fine-tuning) builds a :class:`Job`: the
 initial state, a jitted ``train_step(state, batch) -> (state, metrics)``, a dataset factory
 that starts at any input position, and an evaluator; :func:`run` does the rest:
 
@@ -12,6 +12,8 @@ that starts at any input position, and an evaluator; :func:`run` does the rest:
   first non-finite value, naming the step and the objective's components; before every
   save the whole state (parameters, batch statistics, optimiser state) is reduced to one
   "all finite" flag, so a state that went bad before its loss did is never saved;
+* places the next batches on the devices while the current step runs
+  (:func:`prefetch_to_device`, ``config.data.prefetch`` deep, default 2);
 * logs (TensorBoard + JSON lines, process 0 only), evaluates every ``eval_every`` steps
   and at the end, saves every ``checkpoint_every`` steps, at the end, on a preemption
   notice and at ``stop_after`` -- only verified-finite states are saved, so the last
@@ -78,6 +80,21 @@ def all_finite(tree) -> jax.Array:
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
             if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
   return jnp.all(jnp.stack(leaves)).astype(jnp.float32) if leaves else jnp.float32(1)
+
+
+def prefetch_to_device(batches, mesh, size: int = 2):
+  """Global sharded batches from host ``batches``, ``size`` of them placed ahead: the
+  copy of the next batch to the devices overlaps the running step (placement is
+  asynchronous), so the loop never waits for a transfer it could have overlapped.
+  ``size=1`` places each batch just before its step (no overlap)."""
+  import collections
+  queue = collections.deque()
+  for host_batch in batches:
+    queue.append(sharding.global_batch(mesh, host_batch))
+    if len(queue) >= max(1, size):
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()
 
 
 def jit_train_step(train_step, mesh):
@@ -215,6 +232,9 @@ def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
     logging.info("resumed from step %d (input position %d)", start_step, position)
   last_checkpoint = start_step if restored is not None else None
   iterator = data_lib.InputIterator(job.make_data, position)
+  # The prefetcher reads ahead of the steps; the position saved with a checkpoint is the
+  # count of batches the steps consumed.
+  batches = prefetch_to_device(iterator, mesh, config.data.get("prefetch", 2))
 
   if jax.process_index() == 0 and start_step == 0:
     save_config(config, workdir, job.run_info)
@@ -233,8 +253,7 @@ def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
   pending = None  # (step, metrics) checked once the next step is dispatched
   try:
     for step in range(start_step + 1, total + 1):
-      batch = sharding.global_batch(mesh, next(iterator))
-      state, metrics = job.train_step(state, batch)
+      state, metrics = job.train_step(state, next(batches))
       if pending is not None:  # the previous step's loss, without stalling the device
         check_finite(pending[0], to_floats(pending[1]), job.objective, last_checkpoint)
       pending = (step, metrics)
@@ -255,7 +274,8 @@ def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
       if save_now:  # only verified-finite states are saved
         check_state_finite(step, state, host_metrics, job.objective, last_checkpoint)
         try:
-          checkpointer.save(step, state, {"data_position": iterator.position})
+          checkpointer.save(step, state,
+                            {"data_position": position + (step - start_step)})
         except Exception as error:  # an async write error surfaces at the next save
           raise checkpoint_write_error(error, checkpointer, step) from None
         last_checkpoint = step

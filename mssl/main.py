@@ -138,8 +138,8 @@ def _parse_value(text: str):
 
 def switch_objective(config, base, explicit_loss: dict, explicit_fields) -> None:
   """After ``--config.objective=NEW`` on a config written for another objective:
-  ``config.loss`` becomes NEW's defaults updated with ``explicit_loss``; the teacher NEW
-  needs is set unless given on the command line. Logs what changed."""
+  ``config.loss`` becomes NEW's defaults updated with ``explicit_loss`` (its teacher and
+  schedules come with it: they are the registry entry's). Logs what changed."""
   import ml_collections
   from mssl import losses
   objective = config.objective
@@ -156,13 +156,11 @@ def switch_objective(config, base, explicit_loss: dict, explicit_fields) -> None
   dropped = sorted(set(base.loss.keys()) - set(allowed))
   with config.unlocked():
     config.loss = ml_collections.ConfigDict(loss)
-  if "teacher" not in explicit_fields:
-    config.teacher = losses.spec(objective).teacher
   logging.warning("config.objective=%r replaces the config file's %r: config.loss is now "
-                  "%r (its defaults%s)%s; config.teacher=%r.", objective, base.objective,
+                  "%r (its defaults%s)%s; its teacher: %s.", objective, base.objective,
                   dict(config.loss), " with your --config.loss values" if explicit_loss
                   else "", f", dropped {', '.join(dropped)}" if dropped else "",
-                  config.teacher)
+                  losses.spec(objective).teacher)
 
 
 def _set_none(config, fields: dict) -> None:

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
+import numpy as np
+# Figures are drawn on their own Agg canvas (matplotlib's object API, no pyplot): nothing
+# here changes the process's backend, so a notebook that imports mssl keeps its own.
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from mssl import writers
 
-from mssl import writers  # noqa: E402
+
+def _subplots(*args, **kwargs):
+  fig = Figure(figsize=kwargs.pop("figsize"))
+  return fig, fig.subplots(*args, **kwargs)
 
 
 def _series(records, key):
@@ -26,7 +30,7 @@ def _series(records, key):
 
 
 def _plot(path, records, keys, title, ylabel):
-  fig, ax = plt.subplots(figsize=(6, 3.6))
+  fig, ax = _subplots(figsize=(6, 3.6))
   drawn = 0
   for key in keys:
     series = _series(records, key)
@@ -34,7 +38,6 @@ def _plot(path, records, keys, title, ylabel):
       ax.plot(*series, label=key, marker="." if len(series[0]) < 30 else None)
       drawn += 1
   if not drawn:
-    plt.close(fig)
     return False
   ax.set_xlabel("step")
   ax.set_ylabel(ylabel)
@@ -42,7 +45,6 @@ def _plot(path, records, keys, title, ylabel):
   ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)
   return True
 
 
@@ -64,14 +66,13 @@ def write_training_plots(workdir: str, spectrum=None) -> list[str]:
       written.append(path)
   if spectrum is not None:
     path = os.path.join(workdir, "spectrum.png")
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = _subplots(figsize=(6, 3.6))
     ax.semilogy(np.maximum(np.asarray(spectrum), 1e-12))
     ax.set_xlabel("eigenvalue index")
     ax.set_ylabel("eigenvalue")
     ax.set_title("spectrum of the final embedding covariance C(z, z)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     written.append(path)
   return written
 
@@ -80,7 +81,7 @@ def write_reconstructions(path: str, original, masked, reconstruction) -> str:
   """A grid with one row per image: original | masked input | reconstruction."""
   columns = (("original", original), ("masked", masked), ("reconstruction", reconstruction))
   rows = len(original)
-  fig, axes = plt.subplots(rows, 3, figsize=(4.5, 1.5 * rows), squeeze=False)
+  fig, axes = _subplots(rows, 3, figsize=(4.5, 1.5 * rows), squeeze=False)
   for r in range(rows):
     for c, (title, images) in enumerate(columns):
       ax = axes[r, c]
@@ -91,5 +92,4 @@ def write_reconstructions(path: str, original, masked, reconstruction) -> str:
         ax.set_title(title, fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)
   return path

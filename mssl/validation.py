@@ -17,9 +17,8 @@ from mssl import data, losses, models, optim
 from mssl.models.vit import ATTENTION as VIT_ATTENTION
 
 MODES = ("pretrain", "linear_eval", "finetune")
-TEACHERS = ("ema", "online", "none")
 DTYPES = ("float32", "bfloat16")
-# Objectives of the masked-image trainer (mssl.masked_image); the rest are two-view.
+# Objectives of the masked-image trainer (mssl.trainers.masked_image); the rest are two-view.
 MASKED_IMAGE = losses.MASKED_IMAGE
 
 
@@ -82,8 +81,10 @@ def _trace_objective(config) -> None:
     jax.eval_shape(fn, tokens, tokens, mask, x)
     return
   spec = losses.spec(objective)
-  if objective == "mec" and "lam_inv" not in kwargs:
-    kwargs["lam_inv"] = 1.0  # the trainer's warm-up schedule provides it
+  context = losses.StepContext(batch_size=batch, embedding_dim=dim, steps_per_epoch=1,
+                               total_steps=1)
+  kwargs, schedules = losses.bind(objective, kwargs, context)
+  kwargs.update({name: schedule(0) for name, schedule in schedules.items()})
   fn = functools.partial(spec.fn, **kwargs)
   if spec.inputs == "two_branch":
     jax.eval_shape(fn, x, x, x, x)
@@ -146,13 +147,6 @@ def validate(config, *, device_count: int | None = None,
         check(config.data.num_views == 2,
               f"config.data.num_views={config.data.num_views}: objective {objective!r} "
               "takes exactly 2 views (use frossl for more).")
-      why = {"ema": "needs an EMA teacher",
-             "online": "takes its target from the online projector",
-             "none": "takes no target branch (a teacher would be kept for nothing)"}
-      check(config.teacher == spec.teacher, f"config.teacher={config.teacher!r}: objective "
-            f"{objective!r} {why[spec.teacher]}; set config.teacher={spec.teacher!r}.")
-    check(config.teacher in TEACHERS, f"config.teacher={config.teacher!r} is not allowed; "
-          f"allowed: {', '.join(TEACHERS)}.")
     check(0.0 <= config.ema.base <= 1.0, f"config.ema.base={config.ema.base} must be in "
           "[0, 1].")
     _check_optimizer_and_length(config, check)
@@ -168,6 +162,13 @@ def validate(config, *, device_count: int | None = None,
     check(config.data.cache in data.pipeline.CACHE_MODES,
           f"config.data.cache={config.data.cache!r} is not allowed; allowed: "
           f"{', '.join(data.pipeline.CACHE_MODES)}.")
+    prefetch = config.data.get("prefetch", 2)
+    check(isinstance(prefetch, int) and prefetch >= 1,
+          f"config.data.prefetch={prefetch!r} is not allowed; allowed: an integer >= 1 "
+          "(global batches placed on the devices ahead of the step).")
+    device = config.data.get("device_augment", False)
+    check(isinstance(device, bool), f"config.data.device_augment={device!r} is not "
+          "allowed; allowed: True (colour augmentation on the accelerator) or False.")
     for every in ("log_every", "eval_every", "checkpoint_every"):
       check(config[every] > 0, f"config.{every}={config[every]} must be positive.")
     check(config.keep_checkpoints >= 1,

@@ -20,14 +20,15 @@ def main(process_id: int, num_processes: int, port: int, out: str):
                                num_processes=num_processes, process_id=process_id)
   import numpy as np
   from configs import common
-  from mssl import sharding, train
+  from mssl import sharding
+  from mssl.steps import two_view
 
   config = common.method_config("matrix_ssl", "runlocal")
   config.data.image_size = 16
-  network = train.build_network(config, 10)
-  tx, schedule = train.make_optimizer(config, 10, 10)
-  state = train.create_state(train.init_variables(network, 16, 0), tx, 0, ema_teacher=True)
-  step_fn = train.make_train_step(config, network, tx, schedule, 10, 10)
+  network = two_view.build_network(config, 10)
+  tx, schedule = two_view.make_optimizer(config, 10, 10)
+  state = two_view.create_state(two_view.init_variables(network, 16, 0), tx, 0, ema_teacher=True)
+  step_fn = two_view.make_train_step(config, network, tx, schedule, 10, 10)
   rng = np.random.default_rng(0)
   views = tuple(rng.uniform(size=(32, 16, 16, 3)).astype(np.float32) for _ in range(2))
   labels = rng.integers(0, 10, 32)

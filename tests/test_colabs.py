@@ -6,6 +6,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 COLABS = ROOT / "colabs"
@@ -44,6 +46,7 @@ def test_matrix_toolkit_notebook(tmp_path, tfds_dir):
   assert "Taylor logarithm" in out
 
 
+@pytest.mark.slow
 def test_quickstart_notebook(tmp_path, tfds_dir):
   out = run_notebook("quickstart.ipynb", tmp_path, tfds_dir)
   workdir = tmp_path / "quickstart"
@@ -54,6 +57,7 @@ def test_quickstart_notebook(tmp_path, tfds_dir):
   assert probe["checkpoint_step"] == 4 and 0.0 <= probe["linear_probe"] <= 1.0
 
 
+@pytest.mark.slow
 def test_embed_images_notebook(tmp_path, tfds_dir):
   out = run_notebook("embed_images.ipynb", tmp_path, tfds_dir)
   assert len(list((tmp_path / "my_images").glob("*.png"))) == 40

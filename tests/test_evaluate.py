@@ -4,7 +4,7 @@ the final table's honesty (a line for every baseline the encoder does not beat).
 import numpy as np
 import pytest
 
-from mssl import evaluate, train
+from mssl import evaluate, pretraining
 
 
 def test_knn_votes_by_temperature_weighted_cosine_on_a_hand_built_example():
@@ -52,7 +52,7 @@ def test_final_table_names_every_baseline_the_encoder_does_not_beat():
   final = {"pretrained/linear_probe": 0.8675, "pretrained/knn": 0.40,
            "random_init/linear_probe": 0.8210, "random_init/knn": 0.43,
            "pixels/linear_probe": 0.9135, "pixels/knn": 0.9575}
-  table = train.format_results(final)
+  table = pretraining.format_results(final)
   assert "  pretrained encoder         86.75%       40.00%" in table
   assert "          raw pixels         91.35%       95.75%" in table
   assert ("note: the pretrained encoder does not beat raw pixels on the linear probe: "
@@ -60,7 +60,7 @@ def test_final_table_names_every_baseline_the_encoder_does_not_beat():
   assert "does not beat random init on the kNN: 40.00% vs 43.00%." in table
   assert "random init on the linear probe" not in table
   final.update({"pretrained/linear_probe": 0.95, "pretrained/knn": 0.96})
-  assert "note" not in train.format_results(final)
+  assert "note" not in pretraining.format_results(final)
 
 
 @pytest.mark.parametrize("size", [8, 16])

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from helpers import ROOT, load_config
-from mssl import masked_image, matrix, train
+from mssl import matrix
+from mssl.steps import common, masked_image
 from mssl.models.mae import gather_tokens
 from mssl.models.vit import PatchEmbedding, dot_product_attention, padded_attention
 
@@ -22,7 +23,7 @@ def test_step_modules_import_without_tensorflow_clu_or_matplotlib():
   code = ("import sys\n"
           "for name in ('tensorflow', 'tensorflow_datasets', 'clu', 'matplotlib'):\n"
           "  sys.modules[name] = None  # importing it raises ImportError\n"
-          "import mssl.train, mssl.masked_image, mssl.sharding\n"
+          "import mssl.steps.two_view, mssl.steps.masked_image, mssl.steps.finetune, mssl.sharding\n"
           "assert 'mssl.data' not in sys.modules and 'mssl.loop' not in sys.modules\n")
   proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                         text=True, env={"PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
@@ -35,7 +36,7 @@ def test_step_modules_import_without_tensorflow_clu_or_matplotlib():
     (3, 3, 5, False), (8, 100, -1, False), (99, 100, 0, True)])
 def test_logging_step_matches_the_loop(step, log_every, total, logged):
   # mssl.loop.run writes after step s (1-based) when s % log_every == 0 or s == total.
-  assert bool(train.logging_step(jnp.int32(step), log_every, total)) is logged
+  assert bool(common.logging_step(jnp.int32(step), log_every, total)) is logged
 
 
 def test_effective_rank_is_logged_on_logging_steps_only():

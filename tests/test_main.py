@@ -75,15 +75,19 @@ def test_readme_advice_fields_are_settable():
     prepared("quickstart", "--config.eval.nope=None")
 
 
-def test_switching_objective_brings_its_defaults_and_teacher():
+def test_switching_objective_brings_its_defaults():
+  """The loss block becomes the new objective's; its teacher and schedules come from its
+  registry entry, so nothing else in the config has to change with it."""
   config = prepared("quickstart", "--config.objective=simclr",
                     "--config.loss.temperature=0.3")
-  assert dict(config.loss) == {"temperature": 0.3} and config.teacher == "none"
+  assert dict(config.loss) == {"temperature": 0.3} and "teacher" not in config
   validation.validate(config, device_count=1, process_count=1)
   config = prepared("quickstart", "--config.objective=vicreg")
   assert dict(config.loss) == dict(sim_weight=25.0, var_weight=25.0, cov_weight=1.0)
-  config = prepared("simclr_r18_cifar", "--config.objective=simsiam", arg="runlocal")
-  assert config.teacher == "online"
+  config = prepared("simclr_r18_cifar", "--config.objective=mec", arg="runlocal")
+  assert dict(config.loss) == dict(order=4, side="auto", eps2=64.0, warmup_epochs=10.0,
+                                   start_factor=8.0)  # lam_inv: None -> its schedule
+  validation.validate(config, device_count=1, process_count=1)
   with pytest.raises(entry.CommandLineError, match="objective 'vicreg' does not take "
                      "temperature; allowed: cov_weight, sim_weight, var_weight"):
     prepared("quickstart", "--config.objective=vicreg", "--config.loss.temperature=0.3")

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mssl import export, finetune, losses, masked_image, models, optim, train, validation
+from mssl import export, losses, models, optim, train, validation
+from mssl.steps import finetune, masked_image
 from mssl import writers
 
 from helpers import load_config, small
@@ -206,6 +207,7 @@ def _series(records, key):
   return [r[key] for r in records if key in r]
 
 
+@pytest.mark.slow
 def test_masked_image_runs_lower_reconstruction_and_mmae_raises_rank(pretrained):
   ranks = {}
   for objective, (workdir, results, records) in pretrained.items():
@@ -221,6 +223,7 @@ def test_masked_image_runs_lower_reconstruction_and_mmae_raises_rank(pretrained)
   assert ranks["mmae"] > ranks["mae"], ranks
 
 
+@pytest.mark.slow
 def test_mmae_logs_its_components_and_resumes(pretrained, tfds_dir, tmp_path):
   workdir, _, records = pretrained["mmae"]
   keys = set().union(*records)
@@ -239,6 +242,7 @@ def test_mmae_logs_its_components_and_resumes(pretrained, tfds_dir, tmp_path):
                          jax.device_get(straight["params"]))
 
 
+@pytest.mark.slow
 def test_linear_probe_and_finetune_from_an_mmae_checkpoint(pretrained, tmp_path):
   workdir = str(pretrained["mmae"][0])
   embed = export.load_encoder(workdir)
@@ -263,6 +267,7 @@ def test_linear_probe_and_finetune_from_an_mmae_checkpoint(pretrained, tmp_path)
   assert json.loads((tmp_path / "ft" / "run.json").read_text())["pretrained_step"] == 40
 
 
+@pytest.mark.slow
 def test_finetune_starts_from_the_pretrained_encoder(pretrained, tmp_path):
   workdir = str(pretrained["mmae"][0])
   cfg = load_config("finetune", "runlocal")

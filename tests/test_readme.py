@@ -6,6 +6,8 @@ import shlex
 import subprocess
 import sys
 
+import pytest
+
 from helpers import ROOT
 from mssl import writers
 
@@ -59,6 +61,7 @@ def test_readme_marks_the_cpu_commands():
     assert expected in text, expected
 
 
+@pytest.mark.slow
 def test_readme_cpu_commands_run(tmp_path, tfds_dir):
   env = dict(os.environ, PYTHONPATH=str(ROOT), TFDS_DATA_DIR=tfds_dir, XLA_FLAGS="",
              MPLBACKEND="Agg", MSSL_COLAB_OUT=str(tmp_path / "colab"),

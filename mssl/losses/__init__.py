@@ -8,8 +8,8 @@ target outputs; the objective applies the stop-gradients itself.
 
 import inspect
 
-from mssl.losses.registry import (DOMAINS, Objective, check_keywords, get, keywords, names,
-                                  register, spec)
+from mssl.losses.registry import (DOMAINS, Objective, StepContext, bind, check_keywords, get,
+                                  keywords, names, register, schedule_settings, spec)
 from mssl.losses.matrix_ssl import (matrix_alignment, matrix_ssl, matrix_uniformity, mec,
                                     mec_lam_inv, mec_lam_inv_schedule, mec_trace)
 from mssl.losses.kernel_ssl import kernel_ssl
@@ -21,7 +21,8 @@ from mssl.losses.redundancy import barlow_twins, vicreg
 from mssl.losses.predictive import byol, simsiam
 
 __all__ = [
-    "DOMAINS", "MASKED_IMAGE", "Objective", "check_keywords", "get", "keywords",
+    "DOMAINS", "MASKED_IMAGE", "Objective", "StepContext", "bind", "check_keywords", "get",
+    "keywords", "schedule_settings",
     "loss_defaults", "loss_keywords", "loss_kwargs", "names",
     "register", "spec",
     "matrix_ssl", "matrix_uniformity", "matrix_alignment", "mec", "mec_lam_inv",
@@ -34,9 +35,12 @@ __all__ = [
 
 def loss_keywords(objective: str) -> dict:
   """The ``config.loss`` keys of ``objective`` with their defaults: the registered
-  function's keyword arguments and, for a masked-image regulariser (run inside
+  function's keyword arguments (a scheduled one defaults to None: its schedule), its
+  schedules' settings and, for a masked-image regulariser (run inside
   :func:`masked_image_objective`), that function's own (``lam``, ...)."""
   allowed = dict(keywords(objective))
+  allowed.update({k: None for k, _ in spec(objective).schedules})
+  allowed.update(schedule_settings(objective))
   if objective in MASKED_IMAGE:
     allowed.update({k: v for k, v in keywords(masked_image_objective).items()
                     if k != "regularizer"})
@@ -44,7 +48,8 @@ def loss_keywords(objective: str) -> dict:
 
 
 def loss_defaults(objective: str) -> dict:
-  """:func:`loss_keywords` without the required ones (MEC's ``lam_inv``: its schedule)."""
+  """:func:`loss_keywords` without the required ones (an objective's own hyperparameter
+  without a default)."""
   return {k: v for k, v in loss_keywords(objective).items()
           if v is not inspect.Parameter.empty}
 

@@ -17,7 +17,7 @@ Masked Autoencoders", NeurIPS 2022, arXiv 2210.08344; official code zhangq327/U-
 
 :func:`reconstruction_loss` is MAE's pixel loss and :func:`masked_image_objective` the
 whole single-branch objective ``L_MAE + lam * regulariser(z)`` the masked-image trainer
-(``mssl.masked_image``) minimises; ``regularizer="mae"`` (a zero) or ``lam = 0`` is MAE.
+(``mssl.steps.masked_image``) minimises; ``regularizer="mae"`` (a zero) or ``lam = 0`` is MAE.
 See ``docs/methods.md`` for the sources and where mssl follows the official code.
 """
 

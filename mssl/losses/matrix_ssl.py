@@ -96,6 +96,14 @@ def mec_lam_inv_schedule(batch_size: int, dim: int, steps_per_epoch: int, *,
                                transition_steps=max(1, int(warmup_epochs * steps_per_epoch)))
 
 
+def _mec_lam_inv_from_context(context, *, eps2: float = 64.0, warmup_epochs: float = 10.0,
+                              start_factor: float = 8.0):
+  """MEC's ``lam_inv`` schedule for a run (its settings live in ``config.loss``)."""
+  return mec_lam_inv_schedule(context.batch_size, context.embedding_dim,
+                              context.steps_per_epoch, eps2=eps2,
+                              warmup_epochs=warmup_epochs, start_factor=start_factor)
+
+
 def mec_trace(p, z, *, lam_inv: float, order: int = 4, side: str = "auto") -> jax.Array:
   """``tr TaylorLog_K(I_B + rn(p) rn(z)^T / lam_inv)`` (``p`` gets no gradient)."""
   matrix.check_order(order)
@@ -109,11 +117,13 @@ def mec_trace(p, z, *, lam_inv: float, order: int = 4, side: str = "auto") -> ja
   return matrix.taylor_trace_from_power_traces(traces, order)
 
 
-@register("mec", inputs="two_branch", teacher="ema")
+@register("mec", inputs="two_branch", teacher="ema",
+          schedules={"lam_inv": _mec_lam_inv_from_context})
 def mec(z1, z2, p1, p2, *, lam_inv, order: int = 4, side: str = "auto"):
   """MEC: ``-lam_inv * 0.5 * (tr_K(p1, z2) + tr_K(p2, z1)) / B``.
 
-  ``lam_inv`` may be a traced scalar (the trainer's warm-up schedule drives it).
+  ``lam_inv`` may be a traced scalar: left None in ``config.loss`` it follows the
+  registered warm-up schedule (settings ``eps2``, ``warmup_epochs``, ``start_factor``).
   Returns ``(loss, {"coding_rate"})`` with the (positive) mean Taylor trace.
   """
   z1, z2, p1, p2 = check_views([z1, z2, p1, p2], ["z1", "z2", "p1", "p2"])

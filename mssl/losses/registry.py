@@ -10,6 +10,13 @@ Each entry records what the objective consumes, so the trainer knows what to fee
 
 Every objective returns ``(loss, aux)``, ``aux`` a dict of scalar components.
 
+An entry also records what the trainer must do around the call, so that no trainer or
+check names an objective: its ``teacher`` (see :class:`Objective`) and its per-step
+``schedules`` (a keyword argument that follows the step, e.g. MEC's ``lam_inv`` warm-up:
+``schedules={"lam_inv": make}``, ``make(context, **settings) -> (step -> value)``, the
+settings being ``make``'s keyword-only arguments, set in ``config.loss`` beside the
+objective's own; a scheduled keyword given a value in ``config.loss`` is fixed instead).
+
 The registry is also where a config's ``loss`` block is checked before anything is built:
 :func:`keywords` lists the hyperparameters an objective takes (read from its signature, so
 a new objective needs no table), and :func:`check_keywords` rejects unknown keys and values
@@ -39,6 +46,8 @@ class Objective:
   # ("online": SimSiam), or nowhere ("none": the objective takes no target branch).
   teacher: str = "none"
   min_views: int = 2
+  # keyword -> make(context: StepContext, **settings) -> (step -> value)
+  schedules: tuple = ()
 
   @property
   def uses_teacher(self) -> bool:
@@ -46,11 +55,22 @@ class Objective:
     return self.teacher == "ema"
 
 
+@dataclasses.dataclass(frozen=True)
+class StepContext:
+  """What a schedule may depend on besides its settings."""
+  batch_size: int        # global batch
+  embedding_dim: int     # width of what the objective sees (the projection)
+  steps_per_epoch: int
+  total_steps: int
+
+
 _REGISTRY: dict[str, Objective] = {}
 
 
-def register(name: str, *, inputs: str, teacher: str = "none", min_views: int = 2):
-  """Decorator: registers ``fn`` under ``name`` (see :class:`Objective` for ``teacher``)."""
+def register(name: str, *, inputs: str, teacher: str = "none", min_views: int = 2,
+             schedules: dict | None = None):
+  """Decorator: registers ``fn`` under ``name`` (see :class:`Objective` for ``teacher``
+  and the module docstring for ``schedules``)."""
   if inputs not in INPUTS:
     raise ValueError(f"inputs must be one of {INPUTS}; got {inputs!r}.")
   if teacher not in TEACHERS:
@@ -62,7 +82,12 @@ def register(name: str, *, inputs: str, teacher: str = "none", min_views: int = 
   def decorate(fn):
     if name in _REGISTRY:
       raise ValueError(f"objective {name!r} is already registered.")
-    _REGISTRY[name] = Objective(name, fn, inputs, teacher, min_views)
+    unknown = sorted(set(schedules or ()) - set(keywords(fn)))
+    if unknown:
+      raise ValueError(f"objective {name!r}: scheduled keyword(s) {unknown} are not "
+                       "keyword arguments of the function.")
+    _REGISTRY[name] = Objective(name, fn, inputs, teacher, min_views,
+                                tuple(sorted((schedules or {}).items())))
     return fn
   return decorate
 
@@ -93,6 +118,29 @@ def keywords(fn_or_name) -> dict[str, Any]:
           if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
+def schedule_settings(name: str) -> dict[str, Any]:
+  """The settings of ``name``'s schedules (their keyword-only arguments) with defaults."""
+  out = {}
+  for _, make in spec(name).schedules:
+    out.update(keywords(make))
+  return out
+
+
+def bind(name: str, values: dict, context: StepContext) -> tuple[dict, dict]:
+  """``(fixed keyword arguments, {keyword: step -> value})`` for calling ``name`` with a
+  config's loss block ``values``: schedule settings are consumed by the schedules, a
+  scheduled keyword left None (or absent) follows its schedule."""
+  settings = schedule_settings(name)
+  fixed = {k: v for k, v in values.items() if k not in settings}
+  scheduled = {}
+  for keyword, make in spec(name).schedules:
+    if fixed.get(keyword) is None:
+      fixed.pop(keyword, None)
+      own = {k: v for k, v in values.items() if k in keywords(make)}
+      scheduled[keyword] = make(context, **own)
+  return fixed, scheduled
+
+
 def _real(x) -> bool:
   return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
@@ -117,7 +165,7 @@ DOMAINS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "mu": (_positive, "a number > 0"),
     "gamma": (_non_negative, "a number >= 0"),
     "order": (_positive_int, "an integer >= 1"),
-    "lam_inv": (_positive, "a number > 0"),
+    "lam_inv": (lambda x: x is None or _positive(x), "None (its schedule) or a number > 0"),
     "w_hsic": (_non_negative, "a number >= 0"),
     "bandwidth": (lambda x: x is None or _positive(x), "None (median heuristic) or > 0"),
     "degree": (_positive_int, "an integer >= 1"),
@@ -131,6 +179,9 @@ DOMAINS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "invariance_weight": (_non_negative, "a number >= 0"),
     "center": (lambda x: isinstance(x, bool), "True or False"),
     "reference_world_size": (_positive_int, "an integer >= 1"),
+    "eps2": (_positive, "a number > 0"),
+    "warmup_epochs": (_non_negative, "a number >= 0"),
+    "start_factor": (_positive, "a number > 0"),
 }
 
 

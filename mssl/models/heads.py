@@ -21,6 +21,7 @@ simsiam_predictor      512-2048 (bottleneck)
 barlow_projector       2048-2048-2048 (solo-learn CIFAR; 8192 for ImageNet)
 vicreg_projector       2048-2048-2048 (solo-learn CIFAR; 8192 for ImageNet)
 frossl_projector       2048-2048-1024
+spectral_projector     2048-2048 (solo-learn CIFAR)
 =====================  =====================================================
 """
 
@@ -72,6 +73,7 @@ RECIPES = {
     "barlow_projector": dict(hidden=(2048, 2048), out=2048, bias=False),
     "vicreg_projector": dict(hidden=(2048, 2048), out=2048),
     "frossl_projector": dict(hidden=(2048, 2048), out=1024),
+    "spectral_projector": dict(hidden=(2048,), out=2048),
 }
 
 

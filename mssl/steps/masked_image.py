@@ -1,6 +1,5 @@
-"""Masked-image pretraining: M-MAE, U-MAE and MAE in one single-branch pipeline.
-
-    python -m mssl.main --config=configs/mmae_vitb.py --workdir=DIR
+"""The masked-image step: M-MAE, U-MAE and MAE in one single-branch network (no
+TensorFlow; the trainer that runs it is :mod:`mssl.trainers.masked_image`).
 
 One view per example (random-resized crop 0.2-1 + flip), a masked auto-encoder
 (``mssl.models.MAE``: ViT encoder on the visible 25% of patches, a light decoder predicting
@@ -16,7 +15,7 @@ around the step (resume, NaN stop, checkpoints, logging) is :mod:`mssl.loop`'s.
 Logged: the loss, ``loss/reconstruction``, ``loss/regularizer`` (and the coding rate or
 mean squared cosine), ``effective_rank_cls`` of the masked pass's CLS features of the
 batch (an SVD, computed only on the steps the loop logs and NaN on the others: see
-:func:`mssl.train.logging_step`), and on the eval split kNN accuracy and the effective
+:func:`mssl.steps.common.logging_step`), and on the eval split kNN accuracy and the effective
 rank of the (unmasked) encoder's CLS features. At the end: the plots of every run,
 ``reconstructions.png`` (original, masked input, reconstruction) and, with
 ``config.eval.final``, MAE's linear probe (BatchNorm head without affine parameters, LARS)
@@ -26,7 +25,6 @@ and kNN on frozen CLS features.
 from __future__ import annotations
 
 import functools
-import os
 
 import flax.linen as nn
 import jax
@@ -34,7 +32,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mssl import export, losses, matrix, models, optim, sharding, train
+from mssl import losses, matrix, models, optim
+from mssl.steps.common import (IMAGE_MEAN, IMAGE_STD, global_norm, logging_step,
+                               nan_scalar_like, standardize)
 from mssl.models.mae import MAEOutput
 
 DEFAULT_LAM = {"mmae": 0.01, "umae": 0.01, "mae": 0.0}
@@ -49,7 +49,7 @@ class MaskedImageNetwork(nn.Module):
 
   @staticmethod
   def standardize(images):
-    return (images - train.IMAGE_MEAN) / train.IMAGE_STD
+    return standardize(images)
 
   def embed(self, images):
     """The unmasked encoder's CLS feature in evaluation mode (probes, kNN, export)."""
@@ -86,7 +86,7 @@ def create_state(params, tx, seed: int) -> dict:
 
 def objective_settings(config) -> tuple[float, dict]:
   """``(lam, regulariser keyword arguments)`` from ``config.loss``."""
-  kwargs = train.objective_kwargs(config)
+  kwargs = losses.loss_kwargs(config.loss)
   lam = float(kwargs.pop("lam", DEFAULT_LAM[config.objective]))
   return lam, kwargs
 
@@ -125,23 +125,14 @@ def make_train_step(config, network: MaskedImageNetwork, tx, schedule,
     new_state = dict(state, step=state["step"] + 1,
                      params=optax.apply_updates(state["params"], updates),
                      opt_state=opt_state)
-    rank = jax.lax.cond(train.logging_step(state["step"], config.log_every, total_steps),
-                        matrix.effective_rank, _nan_like_rank, cls)
+    rank = jax.lax.cond(logging_step(state["step"], config.log_every, total_steps),
+                        matrix.effective_rank, nan_scalar_like, cls)
     metrics = {"loss": loss, **{f"loss/{k}": v for k, v in aux.items()},
                "effective_rank_cls": rank, "learning_rate": schedule(state["step"]),
-               "grad_norm": train.global_norm(grads)}
+               "grad_norm": global_norm(grads)}
     return new_state, metrics
 
   return train_step
-
-
-def _nan_like_rank(z):
-  return jnp.full((), jnp.nan, jnp.promote_types(z.dtype, jnp.float32))
-
-
-def make_evaluator(config, network, mesh, num_classes: int) -> train.Evaluator:
-  return train.Evaluator(config, network, mesh, num_classes,
-                         apply=export.embed_outputs(network))
 
 
 def reconstructions(network, params, images, seed: int = 0) -> dict:
@@ -163,40 +154,9 @@ def reconstructions(network, params, images, seed: int = 0) -> dict:
   shown = jnp.where(out.mask[..., None] > 0, pred, patches)
 
   def to_image(p):
-    x = models.unpatchify(p, mae.patch_size) * train.IMAGE_STD + train.IMAGE_MEAN
+    x = models.unpatchify(p, mae.patch_size) * IMAGE_STD + IMAGE_MEAN
     return np.clip(np.asarray(x), 0.0, 1.0)
   hidden = np.asarray(models.unpatchify(
       jnp.broadcast_to(out.mask[..., None], patches.shape), mae.patch_size)) > 0.5
   masked = np.where(hidden, 0.5, np.asarray(images))
   return {"original": np.asarray(images), "masked": masked, "reconstruction": to_image(shown)}
-
-
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Masked-image pretraining (resuming from ``workdir``), then evaluation."""
-  os.makedirs(workdir, exist_ok=True)
-  mesh = sharding.make_mesh()
-  data = train.training_input(config)
-  network = build_network(config)
-  tx, schedule = make_optimizer(config, data.total_steps, data.steps_per_epoch)
-  init = jax.jit(lambda: create_state(init_params(network, config.data.image_size,
-                                                  config.seed), tx, config.seed),
-                 out_shardings=sharding.replicated(mesh))
-
-  evaluator = make_evaluator(config, network, mesh, data.num_classes)
-
-  def write_previews(state):
-    params = sharding.to_host(state["params"])  # every process takes part in the gather
-    if jax.process_index() == 0:
-      from mssl import plots  # matplotlib
-      sample = next(evaluator.eval_batches())["image"][: config.eval.num_previews]
-      plots.write_reconstructions(os.path.join(workdir, "reconstructions.png"),
-                                  **reconstructions(network, params, sample, config.seed))
-
-  return train.pretrain(
-      config, workdir, mesh, state=init(),
-      train_step=make_train_step(config, network, tx, schedule, data.total_steps),
-      evaluator=evaluator, make_data=data.make_data, run_info=data.run_info(),
-      variables_of=lambda s: {"params": s["params"]},
-      random_variables=lambda: {"params": init_params(network, config.data.image_size,
-                                                      config.seed + 12345)},
-      after_training=write_previews)

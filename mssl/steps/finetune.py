@@ -1,7 +1,5 @@
-"""Supervised fine-tuning of a pretrained ViT encoder, the MAE way.
-
-    python -m mssl.main --config=configs/finetune.py --workdir=FT_DIR \\
-        --config.pretrained_workdir=PRETRAIN_DIR
+"""The fine-tuning step: a pretrained ViT encoder and a linear head, the MAE way (no
+TensorFlow; the trainer that runs it is :mod:`mssl.trainers.finetune`).
 
 The encoder (patch embedding, CLS token, blocks, final norm) comes from the pretraining
 workdir's newest readable checkpoint -- an M-MAE / U-MAE / MAE run, or a two-view run with
@@ -25,16 +23,13 @@ default; here the classifier reads the CLS feature after the final norm (MAE's
 
 from __future__ import annotations
 
-import os
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-from mssl import export, loop, losses, models, optim, sharding, train, writers
-from mssl.models.vit import VIT_SIZES
-from mssl.train import IMAGE_MEAN, IMAGE_STD
+from mssl import losses, models, optim
+from mssl.steps.common import global_norm, standardize
 
 NO_DECAY = ("cls", "pos_embedding")
 
@@ -49,7 +44,7 @@ class Classifier(nn.Module):
                          name="head")
 
   def features(self, images, train: bool = False):
-    return self.encoder((images - IMAGE_MEAN) / IMAGE_STD, train)
+    return self.encoder(standardize(images), train)
 
   def __call__(self, images, train: bool = False):
     return self.head(self.features(images, train).astype(jnp.float32))
@@ -146,75 +141,7 @@ def make_train_step(config, classifier: Classifier, tx, schedule, num_classes: i
                      params=optax.apply_updates(state["params"], updates),
                      opt_state=opt_state)
     metrics = {"loss": loss, "train_accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
-               "learning_rate": schedule(state["step"]), "grad_norm": train.global_norm(grads)}
+               "learning_rate": schedule(state["step"]), "grad_norm": global_norm(grads)}
     return new_state, metrics
 
   return train_step
-
-
-def resolved_config(config):
-  """The pretraining run's config with this run's data/eval fields laid over it."""
-  pre_config = export.load_config(config.pretrained_workdir)
-  data_config = pre_config.data.copy_and_resolve_references()
-  for key, value in config.data.items():
-    if value is not None:
-      data_config[key] = value
-  return pre_config, data_config
-
-
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Fine-tunes the pretrained encoder of ``config.pretrained_workdir``; see the docstring."""
-  is_main = jax.process_index() == 0
-  os.makedirs(workdir, exist_ok=True)
-  pre_config, data_config = resolved_config(config)
-  run_config = config.copy_and_resolve_references()
-  with run_config.unlocked():
-    run_config.data = data_config
-  mesh = sharding.make_mesh()
-  data_config.num_views, data_config.num_small_crops = 1, 0  # one view per image
-  data = train.training_input(config, data_config)
-  if data.split.num_classes is None:
-    raise ValueError(f"config.data.dataset={data_config.dataset!r} has no class labels; "
-                     "fine-tuning needs a labelled dataset.")
-  num_classes = data.num_classes
-  classifier = build_classifier(pre_config, num_classes, config.finetune.drop_path)
-  depth = VIT_SIZES[pre_config.model.name[len("vit_"):]][1]
-  encoder_params, pretrained_step = export.load_encoder_params(config.pretrained_workdir)
-
-  def init_state():
-    dummy = jnp.zeros((2, data_config.image_size, data_config.image_size, 3))
-    params = classifier.init(jax.random.key(config.seed), dummy)["params"]
-    params = dict(params, encoder=encoder_params)
-    return params
-
-  params = init_state()
-  tx, schedule = make_optimizer(config, params, depth, data.total_steps,
-                                data.steps_per_epoch)
-  state = jax.device_put({"step": jnp.zeros((), jnp.int32), "params": params,
-                          "opt_state": tx.init(params),
-                          "rng": jax.random.key_data(jax.random.key(config.seed + 1))},
-                         sharding.replicated(mesh))
-  train_step = loop.jit_train_step(
-      make_train_step(config, classifier, tx, schedule, num_classes), mesh)
-  evaluator = train.Evaluator(
-      run_config, classifier, mesh, num_classes, knn=False,
-      apply=lambda v, x: classifier.apply({"params": v["params"]}, x,
-                                          method=classifier.outputs),
-      logits_metric="eval/accuracy")
-  writer = writers.create_writer(workdir, is_main=is_main)
-  job = loop.Job(objective="finetune", state=state, train_step=train_step,
-                 make_data=data.make_data, evaluate=lambda s: evaluator(s)[0],
-                 total_steps=data.total_steps,
-                 run_info=data.run_info(pretrained_workdir=config.pretrained_workdir,
-                                        pretrained_step=int(pretrained_step)))
-  outcome = loop.run(run_config, workdir, job, mesh, writer)
-  results = {"steps": int(outcome.state["step"]), "train_seconds": outcome.train_seconds,
-             "pretrained_step": int(pretrained_step), **outcome.eval_metrics}
-  writer.close()
-  if not outcome.finished:
-    return {**results, "stopped_early": True}
-  loop.write_results(workdir, results)
-  if is_main and "eval/accuracy" in results:
-    print(f"fine-tuned top-1 accuracy {100 * results['eval/accuracy']:.2f}% "
-          f"(from pretraining step {pretrained_step})")
-  return results

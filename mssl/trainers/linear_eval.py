@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import os
 
-from mssl import export, sharding, train
+from mssl import evaluator as evaluator_lib
+from mssl import export, sharding
 
 
 def run(config, workdir: str) -> dict:
@@ -32,9 +33,9 @@ def run(config, workdir: str) -> dict:
     if value is not None:
       eval_config.eval[key] = value
   mesh = sharding.make_mesh()
-  evaluator = train.Evaluator(eval_config, network, mesh, num_classes,
-                              apply=export.embed_outputs(network))
-  results = evaluator.probe(sharding.replicate(mesh, variables))
+  evaluator = evaluator_lib.Evaluator(eval_config, mesh, num_classes,
+                                      apply=export.embed_outputs(network))
+  results = evaluator_lib.offline_probe(evaluator, sharding.replicate(mesh, variables))
   results = {"checkpoint_step": int(step), **{k: float(v) for k, v in results.items()}}
   with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:
     json.dump(results, f, indent=2, sort_keys=True)

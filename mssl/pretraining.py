@@ -1,0 +1,87 @@
+"""What every pretraining run does around its step, two-view and masked-image alike.
+
+:func:`pretrain` jits the trainer's step (sharded, donated), runs :func:`mssl.loop.run`,
+writes the plots, calls the trainer's hook, then (``config.eval.final``) trains the
+offline probe on the pretrained encoder, beside a randomly initialised one and the raw
+pixels, prints the table and saves ``results.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import jax
+
+from mssl import evaluate, sharding
+from mssl import evaluator as evaluator_lib
+
+
+def pretrain(config, workdir: str, mesh, *, state, train_step, evaluator,
+             make_data, run_info: dict, variables_of, random_variables,
+             after_training=None) -> dict:
+  """What every pretraining run does around its step (two-view and masked-image alike):
+  the sharded, donated jit of ``train_step``, :func:`mssl.loop.run`, the plots, the
+  trainer's ``after_training(state)`` hook, then (``config.eval.final``) the offline probe
+  of ``variables_of(state)`` beside ``random_variables()``, printed and saved."""
+  from mssl import loop, plots, writers
+  is_main = jax.process_index() == 0
+  step = loop.jit_train_step(train_step, mesh)
+  spectrum = []
+
+  def evaluate_and_keep_spectrum(s):
+    metrics, last = evaluator(s)
+    spectrum[:] = [last]
+    return metrics
+
+  writer = writers.create_writer(workdir, is_main=is_main)
+  job = loop.Job(objective=config.objective, state=state, train_step=step,
+                 make_data=make_data, evaluate=evaluate_and_keep_spectrum,
+                 total_steps=run_info["total_steps"], run_info=run_info)
+  outcome = loop.run(config, workdir, job, mesh, writer)
+  state = outcome.state
+  saved = loop.read_results(workdir)
+  if outcome.already_finished and saved is not None and not config.eval.get("reevaluate",
+                                                                            False):
+    logging.warning("the workdir %s holds a finished run (step %d); its results.json is "
+                    "kept as it is. Set --config.eval.reevaluate=True to evaluate it again, "
+                    "or raise config.total_steps / num_epochs to train on.", workdir,
+                    int(state["step"]))
+    writer.close()
+    return saved
+  results = {"steps": int(state["step"]), "train_seconds": outcome.train_seconds,
+             **outcome.eval_metrics}
+  if outcome.already_finished and saved is not None:  # re-evaluated: keep what it measured
+    results = {**saved, **{k: v for k, v in results.items() if k != "train_seconds"}}
+  if not outcome.finished:  # stopped early (preemption, stop_after): resume later
+    writer.close()
+    return {**results, "stopped_early": True}
+  if is_main:
+    plots.write_training_plots(workdir, spectrum[0] if spectrum else None)
+  if after_training is not None:
+    after_training(state)
+  if config.eval.final:
+    final = {f"pretrained/{k}": v for k, v in evaluator_lib.offline_probe(evaluator, variables_of(state)).items()}
+    if config.eval.compare_random_init:
+      final.update({f"random_init/{k}": v for k, v in evaluator_lib.offline_probe(
+          evaluator, sharding.replicate(mesh, random_variables())).items()})
+    if config.eval.get("compare_pixels", True):
+      final.update({f"pixels/{k}": v for k, v in evaluator_lib.offline_probe(evaluator, {}, pixels=True).items()})
+    writer.write_scalars(int(state["step"]), final)
+    results.update(final)
+    if is_main:
+      print(format_results(final))
+  writer.flush()
+  loop.write_results(workdir, results)
+  writer.close()
+  return results
+
+
+def format_results(final: dict) -> str:
+  rows = ["", "                      linear probe    kNN (k=20)"]
+  for prefix, name in (("pretrained", "pretrained encoder"), ("random_init", "random init"),
+                       ("pixels", "raw pixels")):
+    if f"{prefix}/linear_probe" in final:
+      rows.append(f"{name:>20}    {100 * final[f'{prefix}/linear_probe']:10.2f}%  "
+                  f"{100 * final[f'{prefix}/knn']:10.2f}%")
+  rows += [f"  note: {line}." for line in evaluate.unbeaten_baselines(final)]
+  return "\n".join(rows)

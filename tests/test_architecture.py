@@ -1,0 +1,170 @@
+"""The import graph of ``mssl/`` follows the layers of ``docs/architecture.md``.
+
+Every import of an ``mssl`` module is read from the source (``ast``), at module level and
+inside functions alike (a deferred import is still a dependency), and checked against the
+layer table below: a module may import its own layer or lower ones, never a higher one, and
+no set of modules imports itself in a circle. Trainers are siblings: none imports another.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+from helpers import ROOT
+
+PACKAGE = pathlib.Path(ROOT) / "mssl"
+
+# docs/architecture.md, lowest first. A name stands for itself and, when it ends in ".",
+# for every module under it.
+LAYERS = (
+    ("core", ("mssl.matrix", "mssl.losses", "mssl.losses.", "mssl.models", "mssl.models.",
+              "mssl.optim", "mssl.sharding")),
+    ("steps", ("mssl.steps", "mssl.steps.", "mssl.data.views", "mssl.data.device_augment")),
+    ("services", ("mssl.data", "mssl.data.", "mssl.evaluate", "mssl.evaluator",
+                  "mssl.checkpoint", "mssl.workdir", "mssl.writers", "mssl.plots",
+                  "mssl.loop", "mssl.pretraining", "mssl.export", "mssl.validation")),
+    ("trainers", ("mssl.trainers", "mssl.trainers.")),
+    ("entry", ("mssl", "mssl.train", "mssl.main")),
+)
+
+
+def module_name(path: pathlib.Path, root: pathlib.Path) -> str:
+  parts = list(path.relative_to(root.parent).with_suffix("").parts)
+  if parts[-1] == "__init__":
+    parts.pop()
+  return ".".join(parts)
+
+
+def modules(root: pathlib.Path = PACKAGE) -> dict:
+  return {module_name(p, root): p for p in sorted(root.rglob("*.py"))}
+
+
+def import_graph(root: pathlib.Path = PACKAGE) -> dict:
+  """``{module: {imported mssl module, ...}}`` for every module under ``root``."""
+  known = modules(root)
+
+  def resolve(name: str, attribute: str | None = None) -> str | None:
+    if attribute and f"{name}.{attribute}" in known:  # from mssl import losses
+      return f"{name}.{attribute}"
+    while name and name not in known:  # from mssl.models.vit import X -> mssl.models.vit
+      name = name.rpartition(".")[0]
+    return name or None
+
+  graph = {}
+  for name, path in known.items():
+    targets = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+      if isinstance(node, ast.Import):
+        found = [resolve(a.name) for a in node.names if a.name.split(".")[0] == "mssl"]
+      elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and \
+          node.module.split(".")[0] == "mssl":
+        found = [resolve(node.module, a.name) for a in node.names]
+      elif isinstance(node, ast.Constant) and node.value in known and node.value != "mssl":
+        found = [node.value]  # a module named by a string (importlib.import_module)
+      else:
+        continue
+      targets.update(t for t in found if t and t != name)
+    graph[name] = targets
+  return graph
+
+
+def layer_of(module: str) -> int:
+  best = None
+  for index, (_, names) in enumerate(LAYERS):
+    for pattern in names:
+      exact = pattern == module
+      under = pattern.endswith(".") and module.startswith(pattern)
+      if exact or under:
+        length = len(pattern) + (1 if exact else 0)  # the most specific pattern wins
+        if best is None or length > best[0]:
+          best = (length, index)
+  if best is None:
+    raise KeyError(f"{module} is in no layer of LAYERS (docs/architecture.md)")
+  return best[1]
+
+
+def cycles(graph: dict) -> list:
+  """The strongly connected components with more than one module (Tarjan)."""
+  index, low, stack, on_stack, out = {}, {}, [], set(), []
+
+  def visit(v):
+    index[v] = low[v] = len(index)
+    stack.append(v)
+    on_stack.add(v)
+    for w in graph.get(v, ()):
+      if w not in index:
+        visit(w)
+        low[v] = min(low[v], low[w])
+      elif w in on_stack:
+        low[v] = min(low[v], index[w])
+    if low[v] == index[v]:
+      component = []
+      while True:
+        w = stack.pop()
+        on_stack.discard(w)
+        component.append(w)
+        if w == v:
+          break
+      if len(component) > 1:
+        out.append(sorted(component))
+
+  for v in sorted(graph):
+    if v not in index:
+      visit(v)
+  return out
+
+
+def upward_imports(graph: dict) -> list:
+  """``(module, imported)`` pairs where a lower layer imports a higher one, or a trainer
+  imports another trainer."""
+  bad = []
+  for module, targets in graph.items():
+    for target in sorted(targets):
+      if layer_of(target) > layer_of(module):
+        bad.append((module, target))
+      elif module.startswith("mssl.trainers.") and target.startswith("mssl.trainers."):
+        bad.append((module, target))
+  return bad
+
+
+def test_every_module_has_a_layer():
+  for module in modules():
+    layer_of(module)
+
+
+def test_no_circle_in_the_import_graph():
+  assert cycles(import_graph()) == []
+
+
+def test_imports_go_down_the_layers():
+  assert upward_imports(import_graph()) == []
+
+
+def test_the_checks_catch_what_they_are_for():
+  """The graph reader sees deferred imports and modules named for ``import_module``, and the checks flag a
+  circle and an upward import (so a passing run above means something)."""
+  graph = import_graph()
+  assert {"mssl.trainers.two_view", "mssl.trainers.masked_image", "mssl.trainers.finetune",
+          "mssl.trainers.linear_eval"} <= graph["mssl.train"]  # named for import_module
+  assert "mssl.steps.two_view" in graph["mssl.trainers.two_view"]
+  assert "mssl.steps.two_view" in graph["mssl.export"]  # a deferred import, in a function
+  assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+  assert upward_imports({"mssl.matrix": {"mssl.loop"}}) == [("mssl.matrix", "mssl.loop")]
+  assert upward_imports({"mssl.trainers.finetune": {"mssl.trainers.two_view"}}) == [
+      ("mssl.trainers.finetune", "mssl.trainers.two_view")]
+  assert layer_of("mssl.data.views") < layer_of("mssl.data.pipeline")
+
+
+@pytest.mark.parametrize("module", ["mssl.steps.two_view", "mssl.steps.masked_image",
+                                    "mssl.steps.finetune"])
+def test_step_modules_define_make_train_step(module):
+  """The modules the TensorFlow-free import test (tests/test_fast_step.py) covers are the
+  ones that define a step."""
+  source = (PACKAGE.parent / (module.replace(".", "/") + ".py")).read_text()
+  assert "def make_train_step(" in source
+  defining = {m for m, p in modules().items() if "def make_train_step(" in p.read_text()}
+  assert defining == {"mssl.steps.two_view", "mssl.steps.masked_image",
+                      "mssl.steps.finetune"}
