@@ -133,6 +133,9 @@ def get_config():
       # jitted step (the host decodes, crops, resizes and flips, and sends uint8); False:
       # all of it on the host, as float32 (the old path).
       device_augment=True,
+      # ... and the crop, resize and flip too, the host only batching whole uint8 images:
+      # "auto" for small cached datasets of fixed shape (CIFAR, STL-10, mssl_shapes).
+      crop_on_device="auto",
       prefetch=2,                # global batches placed on the devices ahead of the step
       # Unreadable images in an image folder: skipped with a warning naming each (False),
       # or the run stops before training with the list (True).

@@ -169,6 +169,12 @@ def validate(config, *, device_count: int | None = None,
     device = config.data.get("device_augment", False)
     check(isinstance(device, bool), f"config.data.device_augment={device!r} is not "
           "allowed; allowed: True (colour augmentation on the accelerator) or False.")
+    crop = config.data.get("crop_on_device", False)
+    check(crop in ("auto", True, False),
+          f"config.data.crop_on_device={crop!r} is not allowed; allowed: auto, True, False.")
+    check(not (crop is True and not device),
+          "config.data.crop_on_device=True needs config.data.device_augment=True (the "
+          "crop runs inside the device augmentation).")
     for every in ("log_every", "eval_every", "checkpoint_every"):
       check(config[every] > 0, f"config.{every}={config[every]} must be positive.")
     check(config.keep_checkpoints >= 1,

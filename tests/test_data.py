@@ -806,3 +806,46 @@ def test_encoded_splits_cache_decoded_when_that_fits_else_their_bytes(tmp_path,
     assert [(e["name"], e["image"]) for e in tfds.as_numpy(cached)] == first
   with pytest.warns(data.DataWarning, match=r"skipped 6 image\(s\)"):
     assert list(tfds.as_numpy(uncached)) == []
+
+
+# ------------------------------------------------------------ crop on device -----------
+def test_crop_on_device_batches_whole_uint8_images_and_resumes(shapes_dir):
+  """The host only shuffles and batches: each example's whole image once, uint8, in the
+  same order as the host-cropping stream (same shuffle), and a restart at batch n gives
+  batch n."""
+  split = data.load_split("mssl_shapes/32", "train[:64]", data_dir=shapes_dir)
+  whole = _train(split, "mocov3_cifar", image_size=16, device_augment=True,
+                 crop_on_device=True)
+  cropped = _train(split, "mocov3_cifar", image_size=16, device_augment=True)
+  a, b = _first(whole, 3), _first(cropped, 3)
+  assert len(a[0]["views"]) == 1 and a[0]["views"][0].shape == (8, 32, 32, 3)
+  assert a[0]["views"][0].dtype == np.uint8
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x["label"], y["label"])
+  later = _train(split, "mocov3_cifar", image_size=16, device_augment=True,
+                 crop_on_device=True, start_batch=2)
+  np.testing.assert_array_equal(_first(later)[0]["views"][0], a[2]["views"][0])
+  with pytest.raises(ValueError, match="crop_on_device=True needs device_augment=True"):
+    _train(split, device_augment=False, crop_on_device=True)
+
+
+def test_crop_on_device_auto_takes_small_fixed_shape_cached_splits(shapes_dir, tmp_path):
+  import ml_collections
+  from mssl.data import training_input
+  shapes_split = data.load_split("mssl_shapes/32", "train[:64]", data_dir=shapes_dir)
+  for i in range(4):
+    folder = tmp_path / "train" / f"c{i % 2}"
+    folder.mkdir(parents=True, exist_ok=True)
+    PIL.Image.fromarray(np.full((20 + i, 24, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
+  folder_split = data.load_split(f"image_folder:{tmp_path}", "train")
+  auto = ml_collections.ConfigDict(dict(crop_on_device="auto", cache="auto",
+                                        dataset="x"))
+  assert training_input.crops_on_device(auto, shapes_split)
+  assert not training_input.crops_on_device(auto, folder_split)  # sizes differ
+  never = ml_collections.ConfigDict(dict(crop_on_device="auto", cache="never",
+                                         dataset="x"))
+  assert not training_input.crops_on_device(never, shapes_split)  # not cached
+  forced = ml_collections.ConfigDict(dict(crop_on_device=True, cache="auto",
+                                          dataset="folder"))
+  with pytest.raises(ValueError, match="crop_on_device=True needs a dataset of fixed"):
+    training_input.crops_on_device(forced, folder_split)

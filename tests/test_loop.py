@@ -91,6 +91,40 @@ def test_fake_job_trains_saves_and_resumes(tmp_path):
   assert steps_on_disk(tmp_path) == [1, 2, 3, 4, 5]
 
 
+def test_prefetch_reads_ahead_by_its_depth_and_keeps_the_order():
+  mesh = sharding.make_mesh()
+  pulled = []
+
+  def host_batches():
+    for i in range(5):
+      pulled.append(i)
+      yield {"x": np.full((8, 2), i, np.float32)}
+
+  batches = loop.prefetch_to_device(host_batches(), mesh, size=3)
+  first = next(batches)
+  assert pulled == [0, 1, 2]  # two more already placed while step 0 would run
+  assert isinstance(first["x"], jax.Array) and float(first["x"][0, 0]) == 0.0
+  rest = [float(b["x"][0, 0]) for b in batches]
+  assert rest == [1.0, 2.0, 3.0, 4.0] and pulled == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_saved_input_position_counts_consumed_batches_whatever_the_prefetch(tmp_path,
+                                                                            depth):
+  """With batches read ahead, the position saved with a checkpoint is still the number of
+  batches the steps used: stopping after 2 steps and resuming gives the straight run."""
+  config = fake_config(stop_after=2)
+  config.data.prefetch = depth
+  outcome = run(tmp_path, total_steps=5, config=config)
+  assert int(outcome.state["step"]) == 2 and not outcome.finished
+  _, _, meta = ckpt_lib.Checkpointer(str(tmp_path / "checkpoints")).restore_latest(
+      ckpt_lib.abstract_like(outcome.state))
+  assert meta["data_position"] == 2
+  config.stop_after = -1
+  outcome = run(tmp_path, total_steps=5, config=config)
+  np.testing.assert_allclose(np.asarray(outcome.state["params"]["w"]), [10.0, 10.0])
+
+
 def test_state_that_goes_non_finite_before_its_loss_is_never_saved(tmp_path):
   with pytest.raises(loop.NonFiniteLossError) as info:
     run(tmp_path, total_steps=6, blow_up_at=3)

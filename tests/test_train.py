@@ -64,6 +64,8 @@ def test_end_to_end_on_mock_tfds(tmp_path):
   with tfds.testing.mock_data(num_examples=32):
     results = train.train_and_evaluate(config, str(tmp_path))
   assert results["steps"] == 2 and (tmp_path / "checkpoints" / "2").is_dir()
+  # XLA's persistent cache holds the compiled programs: a restart does not compile again.
+  assert any((tmp_path / "compilation_cache").iterdir())
 
 
 # ------------------------------------------------------------ the quickstart learns ----

@@ -590,6 +590,11 @@ def _options(autotune: bool = True) -> tf.data.Options:
 CACHE_MODES = ("auto", "always", "never")
 
 
+def caches_decoded(split: Split, cache) -> bool:
+  """Whether :func:`train_dataset` keeps this (decoded) split's pixels in memory."""
+  return not split.encoded and _should_cache(split, cache)
+
+
 def _should_cache(split: Split, cache) -> bool:
   """``cache``: "always", "never", or "auto": when this process's decoded split is known
   to be below ``CACHE_LIMIT_BYTES`` (2 GiB; image folders: from their headers)."""
@@ -720,8 +725,15 @@ def train_dataset(split: Split, *, batch_size: int, image_size: int,
                   views: Sequence[augment.ViewConfig], num_views: int = 2, seed: int = 0,
                   process_index: int = 0, start_batch: int = 0, shuffle_buffer: int = 10_000,
                   cache="auto", num_small_crops: int = 0, small_size: int = 96,
-                  autotune: bool = True, device_augment: bool = False) -> tf.data.Dataset:
+                  autotune: bool = True, device_augment: bool = False,
+                  crop_on_device: bool = False) -> tf.data.Dataset:
   """Infinite batches ``{"views": (V [+ small]) x (B, S, S, 3), "label": (B,)}``.
+
+  ``crop_on_device=True`` (with ``device_augment``; a split of fixed image shape, e.g.
+  CIFAR or the embedded dataset, best cached): nothing per pixel on the host at all. The
+  batch is ``{"views": ((B, H, W, 3) uint8,), "label"}``, each example's whole image once,
+  and the accelerator crops, resizes, flips and colours every view
+  (``augment_views(..., crop_on_device=True)``).
 
   ``device_augment=False``: views float32 in [0, 1], every augmentation of ``views`` done
   here (:func:`augment.multi_view`). ``device_augment=True``: views uint8, cropped,
@@ -738,13 +750,22 @@ def train_dataset(split: Split, *, batch_size: int, image_size: int,
   """
   if num_views < 1:
     raise ValueError(f"num_views must be at least 1; got {num_views}.")
+  if crop_on_device and not (device_augment and split.image_shape is not None
+                             and not split.encoded):
+    raise ValueError("crop_on_device=True needs device_augment=True and a decoded split of "
+                     f"fixed image shape; this split's shape is {split.image_shape} "
+                     f"({'encoded' if split.encoded else 'decoded'}).")
   ds, encoded = _training_source(split, cache, device_augment)
   process_seed = seed * 1_000_003 + process_index
   ds = ds.shuffle(shuffle_buffer, seed=process_seed, reshuffle_each_iteration=True).repeat()
   ds = ds.enumerate().skip(start_batch * batch_size)
   base = tf.constant([seed, process_index], tf.int64)
 
-  if not device_augment:
+  if crop_on_device:
+    ds = ds.map(lambda index, example: {"views": (example["image"],),
+                                        "label": example["label"]},
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  elif not device_augment:
     def make_views(index, example):
       views_out = augment.multi_view(example["image"], augment.fold_seed(base, index),
                                      views, num_views, image_size, num_small_crops,

@@ -63,16 +63,21 @@ def training_input(config, data_config=None) -> TrainingInput:
                               strict=d.get("strict", False), encoded=on_device)
   total_steps, steps_per_epoch = steps(config, split.total_examples or config.batch_size)
   views = views_lib.preset(d.preset, **dict(d.preset_overrides))
+  crop_on_device = on_device and crops_on_device(d, split)
   device_views = None
   if on_device:
     # The config of each view the host emits: large views cycle the preset, small crops
-    # too (their crop scale is the host's business).
+    # too (their crop scale is SMALL_CROP_SCALE, wherever the crop is made).
     configs = tuple(views[v % len(views)] for v in range(d.num_views)) + tuple(
         views[s % len(views)] for s in range(d.num_small_crops))
 
     def device_views(uint8_views, step):
-      return device_augment.augment_views(uint8_views, seed=config.seed, step=step,
-                                          configs=configs)
+      if crop_on_device:  # one whole image per example: every view is made here
+        uint8_views = tuple(uint8_views) * len(configs)
+      return device_augment.augment_views(
+          uint8_views, seed=config.seed, step=step, configs=configs,
+          crop_on_device=crop_on_device, image_size=d.image_size, small_size=d.small_size,
+          num_large=d.num_views)
 
   def make_data(position: int):
     return pipeline.train_dataset(
@@ -80,9 +85,34 @@ def training_input(config, data_config=None) -> TrainingInput:
         num_views=d.num_views, seed=config.seed, process_index=process,
         start_batch=position, shuffle_buffer=d.shuffle_buffer, cache=d.cache,
         num_small_crops=d.num_small_crops, small_size=d.small_size,
-        autotune=d.get("autotune", True), device_augment=on_device)
+        autotune=d.get("autotune", True), device_augment=on_device,
+        crop_on_device=crop_on_device)
   return TrainingInput(split, split.num_classes or 1, total_steps, steps_per_epoch,
                        make_data, device_views)
+
+
+# crop_on_device="auto" moves the crop onto the device for splits whose whole images are
+# at most this many pixels (CIFAR's 32 x 32 and STL-10's 96 x 96 are; ImageNet's are not,
+# and have no fixed shape) and are cached decoded.
+CROP_ON_DEVICE_MAX_PIXELS = 128 * 128
+
+
+def crops_on_device(data_config, split) -> bool:
+  """Whether the crop, resize and flip run on the device too (``config.data
+  .crop_on_device``: True, False or "auto"): only for a decoded split of fixed image
+  shape; "auto" also asks for small images (``CROP_ON_DEVICE_MAX_PIXELS``) that are
+  cached, so the host only shuffles and batches uint8 arrays."""
+  wanted = data_config.get("crop_on_device", False)
+  possible = split.image_shape is not None and not split.encoded
+  if wanted == "auto":
+    return bool(possible and split.image_shape[0] * split.image_shape[1]
+                 <= CROP_ON_DEVICE_MAX_PIXELS
+                 and pipeline.caches_decoded(split, data_config.cache))
+  if wanted and not possible:
+    raise ValueError(f"config.data.crop_on_device=True needs a dataset of fixed image "
+                     f"shape, decoded; {data_config.dataset!r} has shape "
+                     f"{split.image_shape}. Use 'auto' or False.")
+  return bool(wanted)
 
 
 def steps(config, num_examples: int) -> tuple[int, int]:
