@@ -160,22 +160,33 @@ def check_same_run(workdir: str, config, has_checkpoints: bool) -> None:
 
 
 def enable_compilation_cache(config, workdir: str) -> Optional[str]:
-  """Points XLA's persistent compilation cache at ``config.compilation_cache_dir``
-  (None: ``WORKDIR/compilation_cache``; "": off), so that a restarted run (preempted,
-  resumed) loads its compiled step instead of compiling it again (an R50 step takes
-  80-120 s to compile on an H100). Returns the directory, or None when off.
+  """Points XLA's persistent compilation cache at ``config.compilation_cache_dir``, so
+  that a restarted run (preempted, resumed) loads its compiled step instead of compiling
+  it again (an R50 step takes 80-120 s to compile on an H100). Returns the directory, or
+  None when off.
 
-  Programs that compile in under a second (JAX's threshold) are not written. The cache
-  is process-wide in JAX: a second run in the same process with another directory resets
-  it to that one.
+  ``compilation_cache_dir``: a path; "" turns the cache off; None (the default) keeps
+  JAX's own setting when one is made (``JAX_COMPILATION_CACHE_DIR`` or
+  ``jax.config.update``: one cache shared by every run of a machine), else
+  ``WORKDIR/compilation_cache``. Programs that compile in under a second (JAX's threshold)
+  are not written. The cache is process-wide in JAX: a second run in the same process
+  with another directory resets it to that one.
   """
   import jax
   from jax.experimental.compilation_cache import compilation_cache as cache
   directory = config.get("compilation_cache_dir")
-  if directory == "":
+  if not _JAX_OWN_CACHE:  # JAX's setting before mssl first changed it
+    _JAX_OWN_CACHE.append(jax.config.jax_compilation_cache_dir)
+  if directory == "":  # off, for this run
+    if jax.config.jax_compilation_cache_dir:
+      cache.reset_cache()
+      jax.config.update("jax_compilation_cache_dir", None)
     return None
-  directory = directory or os.path.join(workdir, "compilation_cache")
+  directory = directory or _JAX_OWN_CACHE[0] or os.path.join(workdir, "compilation_cache")
   if jax.config.jax_compilation_cache_dir != directory:
     cache.reset_cache()
     jax.config.update("jax_compilation_cache_dir", directory)
   return directory
+
+
+_JAX_OWN_CACHE: list = []

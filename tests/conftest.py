@@ -6,6 +6,13 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One persistent XLA cache for the whole test session (xdist workers and the runs they
+# start in subprocesses alike): a program compiled once, e.g. the runlocal step that the
+# resume, kill and notebook tests each start again, is loaded by the next process. Runs
+# keep it (their config.compilation_cache_dir is None) unless a test sets their own.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    __import__("tempfile").gettempdir(),
+    "mssl-test-xla-cache-" + os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))))
 
 import contextlib
 

@@ -19,11 +19,11 @@ def main(process_id: int, num_processes: int, port: int, out: str):
     jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}",
                                num_processes=num_processes, process_id=process_id)
   import numpy as np
-  from configs import common
+  from configs import matrix_ssl_r18_cifar
   from mssl import sharding
   from mssl.steps import two_view
 
-  config = common.method_config("matrix_ssl", "runlocal")
+  config = matrix_ssl_r18_cifar.get_config("runlocal")
   config.data.image_size = 16
   network = two_view.build_network(config, 10)
   tx, schedule = two_view.make_optimizer(config, 10, 10)

@@ -296,3 +296,20 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, caplog):
     owner = json.loads((tmp_path / "run.lock").read_text())
     assert owner["pid"] == os.getpid()
   assert any("stale lock" in r.getMessage() for r in caplog.records)
+
+
+def test_compilation_cache_directory_follows_the_config(tmp_path):
+  """An explicit config.compilation_cache_dir wins, "" turns the cache off, None keeps
+  JAX's own setting (the test session's, from JAX_COMPILATION_CACHE_DIR) when there is
+  one."""
+  own = os.environ["JAX_COMPILATION_CACHE_DIR"]
+  config = fake_config()
+  config.compilation_cache_dir = str(tmp_path / "mine")
+  assert workdir_lib.enable_compilation_cache(config, str(tmp_path)) == str(tmp_path / "mine")
+  assert jax.config.jax_compilation_cache_dir == str(tmp_path / "mine")
+  config.compilation_cache_dir = ""
+  assert workdir_lib.enable_compilation_cache(config, str(tmp_path)) is None
+  assert not jax.config.jax_compilation_cache_dir
+  config.compilation_cache_dir = None
+  assert workdir_lib.enable_compilation_cache(config, str(tmp_path)) == own
+  assert jax.config.jax_compilation_cache_dir == own

@@ -61,11 +61,12 @@ def test_end_to_end_on_mock_tfds(tmp_path):
   config.eval.batch_size = 16
   config.total_steps = 2
   config.model.name, config.model.patch_size = "vit_micro", 4  # the data path is under test
+  config.compilation_cache_dir = str(tmp_path / "xla_cache")  # the test session's otherwise
   with tfds.testing.mock_data(num_examples=32):
     results = train.train_and_evaluate(config, str(tmp_path))
   assert results["steps"] == 2 and (tmp_path / "checkpoints" / "2").is_dir()
   # XLA's persistent cache holds the compiled programs: a restart does not compile again.
-  assert any((tmp_path / "compilation_cache").iterdir())
+  assert any((tmp_path / "xla_cache").iterdir())
 
 
 # ------------------------------------------------------------ the quickstart learns ----
