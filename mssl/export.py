@@ -6,8 +6,8 @@
 
 The workdir's ``config.json`` rebuilds the network (from its step module: no trainer, no
 optimiser) and its newest readable checkpoint supplies the weights (only the parameter
-and batch-statistics subtrees are read); the encoder runs in evaluation mode (running BatchNorm statistics)
-and returns its pooled features (no projector).
+and batch-statistics subtrees are read); the encoder runs in evaluation mode (running
+BatchNorm statistics) and returns its pooled features (no projector).
 """
 
 from __future__ import annotations

@@ -60,12 +60,16 @@ def pretrain(config, workdir: str, mesh, *, state, train_step, evaluator,
   if after_training is not None:
     after_training(state)
   if config.eval.final:
-    final = {f"pretrained/{k}": v for k, v in evaluator_lib.offline_probe(evaluator, variables_of(state)).items()}
+    # (row, variables of the encoder probed, probe the raw pixels instead)
+    rows = [("pretrained", lambda: variables_of(state), False)]
     if config.eval.compare_random_init:
-      final.update({f"random_init/{k}": v for k, v in evaluator_lib.offline_probe(
-          evaluator, sharding.replicate(mesh, random_variables())).items()})
+      rows.append(("random_init", lambda: sharding.replicate(mesh, random_variables()),
+                   False))
     if config.eval.get("compare_pixels", True):
-      final.update({f"pixels/{k}": v for k, v in evaluator_lib.offline_probe(evaluator, {}, pixels=True).items()})
+      rows.append(("pixels", dict, True))
+    final = {f"{row}/{k}": v for row, variables, pixels in rows
+             for k, v in evaluator_lib.offline_probe(evaluator, variables(),
+                                                     pixels=pixels).items()}
     writer.write_scalars(int(state["step"]), final)
     results.update(final)
     if is_main:

@@ -52,6 +52,4 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # One run per workdir: a second process on it stops here, naming the first.
   with workdir_lib.WorkdirLock(workdir, enabled=jax.process_index() == 0):
     workdir_lib.enable_compilation_cache(config, workdir)
-    if config.mode == "linear_eval":
-      return trainer.run(config, workdir)
     return trainer.train_and_evaluate(config, workdir)

@@ -21,7 +21,9 @@ from mssl import evaluator as evaluator_lib
 from mssl import export, sharding
 
 
-def run(config, workdir: str) -> dict:
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Probes the pretrained encoder of ``config.pretrained_workdir`` (nothing is trained but
+  the linear probe); the trainers' common entry point, see the module docstring."""
   os.makedirs(workdir, exist_ok=True)
   pre_config, network, variables, step = export.load_variables(config.pretrained_workdir)
   num_classes = export.load_run_info(config.pretrained_workdir)["num_classes"]

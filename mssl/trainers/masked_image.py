@@ -27,9 +27,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
   data = training_input_lib.training_input(config)
   network = masked_image.build_network(config)
   tx, schedule = masked_image.make_optimizer(config, data.total_steps, data.steps_per_epoch)
-  init = jax.jit(lambda: masked_image.create_state(masked_image.init_params(network, config.data.image_size,
-                                                  config.seed), tx, config.seed),
-                 out_shardings=sharding.replicated(mesh))
+  init = jax.jit(lambda: masked_image.create_state(
+      masked_image.init_params(network, config.data.image_size, config.seed), tx,
+      config.seed), out_shardings=sharding.replicated(mesh))
 
   evaluator = Evaluator(config, mesh, data.num_classes,
                         apply=export.embed_outputs(network))
@@ -39,8 +39,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
     if jax.process_index() == 0:
       from mssl import plots  # matplotlib
       sample = next(evaluator.eval_batches())["image"][: config.eval.num_previews]
-      plots.write_reconstructions(os.path.join(workdir, "reconstructions.png"),
-                                  **masked_image.reconstructions(network, params, sample, config.seed))
+      plots.write_reconstructions(
+          os.path.join(workdir, "reconstructions.png"),
+          **masked_image.reconstructions(network, params, sample, config.seed))
 
   return pretraining.pretrain(
       config, workdir, mesh, state=init(),
