@@ -15,6 +15,15 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
     "mssl-test-xla-cache-" + os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))))
 
 import contextlib
+import pathlib
+import sys
+
+# tests/ mirrors mssl/ (tests/data/test_pipeline.py, ...), imported with
+# --import-mode=importlib: the shared helpers (helpers.py, fake_job.py, losses/reference.py)
+# are found from every folder through this one entry of the path.
+TESTS = pathlib.Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:
+  sys.path.insert(0, str(TESTS))
 
 import jax
 import numpy as np
@@ -66,3 +75,39 @@ def tfds_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("tfds_train")
   data.load_split("mssl_shapes/32", "train", data_dir=str(root))
   return str(root)
+
+
+@pytest.fixture(scope="session")
+def shapes_dir(tmp_path_factory):
+  """The embedded dataset, built once per test session through the real tfds path."""
+  from mssl import data
+  root = tmp_path_factory.mktemp("tfds")
+  data.load_split("mssl_shapes/32", "train", data_dir=str(root))
+  return str(root)
+
+
+@pytest.fixture(scope="module")
+def tiny_output():
+  """One forward pass of a tiny MAE (tests/losses/test_masked.py, tests/models/test_mae.py,
+  tests/steps/test_masked_image.py)."""
+  from helpers import tiny_mae
+  model = tiny_mae()
+  images = jax.random.uniform(jax.random.key(0), (6, 16, 16, 3))
+  params = model.init(jax.random.key(1), images, jax.random.key(2), train=False)
+  return model.apply(params, images, jax.random.key(3), train=False)
+
+
+@pytest.fixture(scope="module")
+def pretrained(tfds_dir, tmp_path_factory):
+  """Short M-MAE, U-MAE and MAE runs from the same initialisation and data
+  (tests/trainers/test_masked_image.py, tests/trainers/test_finetune.py)."""
+  from helpers import MASKED_IMAGE_RUNS, masked_config
+  from mssl import train, writers
+  runs = {}
+  for objective in MASKED_IMAGE_RUNS:
+    workdir = tmp_path_factory.mktemp(objective)
+    config = masked_config(objective, tfds_dir, 40, **{"optimizer.base_lr": 3e-3})
+    results = train.train_and_evaluate(config, str(workdir))
+    runs[objective] = (workdir, results,
+                       writers.read_jsonl(os.path.join(workdir, "metrics.jsonl")))
+  return runs

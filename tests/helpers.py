@@ -1,4 +1,5 @@
-"""Helpers shared by the end-to-end tests (configs, small runs, subprocess runs)."""
+"""Helpers shared by several test modules: configs, small runs, subprocess runs, tiny
+models, synthetic images and a pretraining workdir written without training."""
 
 import importlib.util
 import os
@@ -7,9 +8,10 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from mssl import export
+from mssl import export, models
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -62,3 +64,55 @@ def params_of(workdir, step=None):
 
 def assert_trees_close(a, b, **kw):
   jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, **kw), a, b)
+
+
+# ------------------------------------------------------------ models (tests/models, ...) -
+def param_count(module, *inputs, **kwargs):
+  """Parameters of a module, counted from shapes only (no compute). Tuple inputs are
+  shapes of zero arrays; anything else is passed as it is."""
+  args = [jnp.zeros(x) if isinstance(x, tuple) else x for x in inputs]
+  variables = jax.eval_shape(lambda: module.init(jax.random.key(0), *args, **kwargs))
+  return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(variables["params"]))
+
+
+def tiny_mae(**kw):
+  return models.mae("micro", patch_size=4, image_size=16, decoder_width=32,
+                    decoder_depth=1, decoder_heads=2, **kw)
+
+
+# ------------------------------------------------------------ masked-image runs --------
+# The objectives the masked-image pipeline tests pretrain end to end (conftest.pretrained),
+# read by tests/test_completeness.py.
+MASKED_IMAGE_RUNS = ("mmae", "umae", "mae")
+
+
+def masked_config(objective, tfds_dir, steps, **overrides):
+  """A runlocal masked-image config of ``steps`` steps at 32 px, batch 64."""
+  c = small(load_config(f"{objective}_vitb", "runlocal"), tfds_dir, **overrides)
+  c.data.image_size = 32
+  c.batch_size = 64
+  c.total_steps = steps
+  c.log_every = 1
+  c.eval_every = c.checkpoint_every = steps
+  return c
+
+
+# ------------------------------------------------------------ images (tests/data) -----
+# device_augment=True: the host crops, resizes and flips to uint8; colour runs on the device.
+NO_COLOUR = dict(jitter=0.0, grayscale=0.0, blur=0.0, solarize=0.0)
+
+
+def _photo(rng, height, width):
+  """Smooth, photo-like content (1/f noise and a disc): JPEG's chroma subsampling and the
+  resize act on it as on a photograph, unlike on pixel noise."""
+  fy, fx = np.fft.fftfreq(height)[:, None], np.fft.rfftfreq(width)[None, :]
+  f = np.hypot(fy, fx)
+  f[0, 0] = 1.0
+  fields = [np.fft.irfft2(f ** -1.5 * np.exp(2j * np.pi * rng.uniform(size=f.shape)),
+                          s=(height, width)) for _ in range(3)]
+  pixels = np.stack([(x - x.mean()) / x.std() for x in fields], -1) @ np.array(
+      [[40, 40, 40], [15, -10, 0], [0, -10, 15]]) + 128
+  yy, xx = np.mgrid[:height, :width]
+  disc = (yy - height / 3) ** 2 + (xx - width / 2) ** 2 < (min(height, width) / 4) ** 2
+  pixels[disc] = pixels[disc] * 0.5 + 100
+  return np.clip(pixels, 0, 255).astype(np.uint8)

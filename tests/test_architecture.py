@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ast
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -161,10 +163,22 @@ def test_the_checks_catch_what_they_are_for():
 @pytest.mark.parametrize("module", ["mssl.steps.two_view", "mssl.steps.masked_image",
                                     "mssl.steps.finetune"])
 def test_step_modules_define_make_train_step(module):
-  """The modules the TensorFlow-free import test (tests/test_fast_step.py) covers are the
-  ones that define a step."""
+  """The modules the TensorFlow-free import test (below) covers are the ones that define
+  a step."""
   source = (PACKAGE.parent / (module.replace(".", "/") + ".py")).read_text()
   assert "def make_train_step(" in source
   defining = {m for m, p in modules().items() if "def make_train_step(" in p.read_text()}
   assert defining == {"mssl.steps.two_view", "mssl.steps.masked_image",
                       "mssl.steps.finetune"}
+
+
+def test_step_modules_import_without_tensorflow_clu_or_matplotlib():
+  code = ("import sys\n"
+          "for name in ('tensorflow', 'tensorflow_datasets', 'clu', 'matplotlib'):\n"
+          "  sys.modules[name] = None  # importing it raises ImportError\n"
+          "import mssl.steps.two_view, mssl.steps.masked_image, mssl.steps.finetune, mssl.sharding\n"
+          "assert 'mssl.data' not in sys.modules and 'mssl.loop' not in sys.modules\n")
+  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                        text=True, env={"PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
+                                        "PATH": "/usr/bin:/bin"})
+  assert proc.returncode == 0, proc.stderr[-3000:]

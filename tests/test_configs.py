@@ -29,3 +29,12 @@ def test_runlocal_variant_validates(name, tfds_dir):
   config.data.data_dir = tfds_dir
   assert config.data.dataset.startswith("mssl_shapes")
   validation.validate(config, device_count=1, process_count=1)
+
+
+def test_config_words_are_typed():
+  with pytest.raises(ValueError, match="'step=4' is not known; allowed: steps=<int>"):
+    load_config("quickstart", "step=4")
+  with pytest.raises(ValueError, match="'steps=many': 'many' is not of type int"):
+    load_config("quickstart", "steps=many")
+  assert load_config("quickstart", "steps=7").total_steps == 7
+  assert load_config("frossl_r18_cifar", "views=4,runlocal").data.num_views == 4

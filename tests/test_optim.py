@@ -1,13 +1,16 @@
-"""Learning-rate schedule, EMA momentum and the optimisers' weight-decay / LARS masks."""
+"""Learning-rate schedule, EMA momentum, the optimisers' weight-decay / LARS masks and the
+layer-wise learning-rate decay of fine-tuning."""
 
 import logging
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from mssl import optim
+from mssl import models, optim
+from mssl.steps import finetune
 
 
 def values(schedule, steps):
@@ -93,3 +96,46 @@ def test_adamw_decays_kernels_only():
 def test_unknown_optimizer_is_named():
   with pytest.raises(ValueError, match=r"config.optimizer.name must be one of .*'rmsprop'"):
     optim.make_optimizer("rmsprop", 0.1)
+
+
+# ------------------------------------------------------------ layer decay --------------
+def test_layer_decay_multipliers_of_vit_base():
+  classifier = finetune.Classifier(models.vit("base", patch_size=16, image_size=224,
+                                              pos_embedding="sincos"), 1000)
+  shapes = jax.eval_shape(lambda: classifier.init(jax.random.key(0),
+                                                  jnp.zeros((1, 224, 224, 3))))["params"]
+  mult = optim.layer_decay_multipliers(shapes, depth=12, decay=0.65)
+  assert mult["encoder"]["patch_embed"]["kernel"] == pytest.approx(0.65 ** 13)
+  assert mult["encoder"]["cls"] == pytest.approx(0.65 ** 13)
+  blocks = mult["encoder"]["encoder"]
+  assert blocks["block0"]["MlpBlock_0"]["Dense_0"]["kernel"] == pytest.approx(0.65 ** 12)
+  assert blocks["block5"]["LayerNorm_0"]["scale"] == pytest.approx(0.65 ** 7)
+  assert blocks["block11"]["MultiHeadDotProductAttention_0"]["query"]["kernel"] == \
+      pytest.approx(0.65)
+  assert blocks["final_norm"]["scale"] == 1.0
+  assert mult["head"]["kernel"] == 1.0
+  no_decay = optim.decay_mask(shapes, exclude=finetune.NO_DECAY)
+  assert not no_decay["encoder"]["cls"]
+  assert not no_decay["encoder"]["encoder"]["block0"]["LayerNorm_0"]["scale"]
+  assert no_decay["encoder"]["patch_embed"]["kernel"] and no_decay["head"]["kernel"]
+
+
+def test_layer_decay_scales_each_update():
+  params = {"patch_embed": {"kernel": jnp.ones((2, 2))},
+            "encoder": {"block0": {"w": jnp.ones((2, 2))}, "block1": {"w": jnp.ones((2, 2))}},
+            "head": {"kernel": jnp.ones((2, 2))}}
+  tx = optax_sgd_with_decay(params, decay=0.5, depth=2)
+  grads = jax.tree_util.tree_map(jnp.ones_like, params)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  got = {k: float(jnp.ravel(v)[0]) for k, v in
+         (("embed", updates["patch_embed"]["kernel"]),
+          ("b0", updates["encoder"]["block0"]["w"]),
+          ("b1", updates["encoder"]["block1"]["w"]), ("head", updates["head"]["kernel"]))}
+  assert got == pytest.approx({"embed": -0.125, "b0": -0.25, "b1": -0.5, "head": -1.0})
+
+
+def optax_sgd_with_decay(params, *, decay, depth):
+  import optax
+  return optax.chain(optax.sgd(1.0),
+                     optim.scale_by_multipliers(
+                         optim.layer_decay_multipliers(params, depth, decay)))

@@ -4,9 +4,9 @@ sizes that cannot run. Each message names the field, the value and what is allow
 
 import pytest
 
-from mssl import losses, validation
+from mssl import losses, train, validation
 
-from helpers import load_config
+from helpers import load_config, masked_config, small
 
 
 def problems(name="quickstart", arg=None, **overrides):
@@ -89,3 +89,47 @@ def test_unknown_tfds_name_is_reported_as_unknown_with_close_matches():
   message = problems(**{"data.dataset": "cifar11"})
   assert "config.data.dataset='cifar11': unknown tfds dataset 'cifar11'" in message
   assert "cifar10" in message and "not prepared" not in message
+
+
+def test_config_validation_errors(tfds_dir, tmp_path):
+  def problems(**overrides):
+    config = small(load_config("matrix_ssl_r18_cifar", "runlocal"), tfds_dir, **overrides)
+    with pytest.raises(validation.ConfigError) as info:
+      validation.validate(config, device_count=8, process_count=1)
+    return str(info.value)
+  assert "config.objective='simclr2' is not a registered objective; allowed:" in \
+      problems(objective="simclr2")
+  message = problems(batch_size=36)
+  assert "config.batch_size=36" in message and "number of devices (8)" in message
+  message = problems(objective="frossl", **{"data.num_views": 1})
+  assert "config.data.num_views=1" in message and "at least 2" in message
+  assert "config.data.data_dir='/nonexistent/dir' does not exist" in \
+      problems(**{"data.data_dir": "/nonexistent/dir"})
+  assert "config.model.name='resnet34'" in problems(**{"model.name": "resnet34"})
+  assert "gradient accumulation is not supported" in problems(grad_accum_steps=4)
+  message = problems(**{"data.dataset": "cifar10", "data.data_dir": str(tmp_path)})
+  assert "'cifar10' is not prepared" in message and "tfds build cifar10" in message
+  # Several problems are reported together, before anything is built.
+  message = problems(objective="simclr2", batch_size=36)
+  assert "objective" in message and "batch_size" in message
+  with pytest.raises(validation.ConfigError):
+    train.train_and_evaluate(small(load_config("mec_r18_cifar", "runlocal"), tfds_dir,
+                                   **{"optimizer.name": "rmsprop"}), str(tmp_path / "x"))
+  assert not (tmp_path / "x").exists()  # nothing was written
+
+
+def test_masked_image_config_validation(tfds_dir):
+  c = masked_config("mmae", tfds_dir, 2)
+  c.model.name = "resnet18"
+  c.data.num_views = 2
+  c.loss.gamma = 1.0
+  c.mae.mask_ratio = 1.0
+  with pytest.raises(validation.ConfigError) as info:
+    validation.validate(c)
+  message = str(info.value)
+  for expected in ("config.model.name='resnet18'", "needs a ViT",
+                   "config.data.num_views=2",
+                   "config.loss has gamma, which objective 'mmae' does not take; allowed: "
+                   "center, lam, mu, reference_world_size.",
+                   "config.mae.mask_ratio=1.0"):
+    assert expected in message, message

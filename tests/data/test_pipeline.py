@@ -1,29 +1,21 @@
-"""Tests for mssl.data: tfds (mocked and embedded), image folders, views, determinism."""
+"""mssl.data.pipeline: tfds splits (mocked and embedded), image folders, encoded splits and
+their caches, and the training and evaluation streams (sharding, determinism, resume)."""
 
 import hashlib
 import pathlib
 import shutil
 import warnings
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import PIL.Image
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from mssl import data
-from mssl.data import augment, shapes
+from mssl.data import augment
 
-
-@pytest.fixture(scope="session")
-def shapes_dir(tmp_path_factory):
-  """The embedded dataset, built once per test session through the real tfds path."""
-  root = tmp_path_factory.mktemp("tfds")
-  data.load_split("mssl_shapes/32", "train", data_dir=str(root))
-  return str(root)
+from helpers import NO_COLOUR, _photo
 
 
 def _train(split, views="simclr_cifar", **kw):
@@ -326,105 +318,6 @@ def test_auto_cache_keeps_small_folders_decoded(tmp_path, monkeypatch):
     assert np.bincount(labels).tolist() == [4, 4, 5]
 
 
-def test_unknown_preset_and_fields():
-  with pytest.raises(ValueError, match="preset must be one of .*'simclr2'"):
-    data.preset("simclr2")
-  with pytest.raises(ValueError, match=r"unknown augmentation field\(s\) \['blurr'\]"):
-    data.preset("simclr", blurr=0.5)
-  assert data.preset("byol", blur=0.3)[1].blur == 0.3
-  byol = data.preset("byol")
-  assert (byol[0].blur, byol[1].blur, byol[0].solarize, byol[1].solarize) == (1.0, 0.1,
-                                                                              0.0, 0.2)
-  assert data.preset("mocov3")[0].crop_scale == (0.2, 1.0)
-  assert all(v.blur == 0 for v in data.preset("byol_cifar"))
-
-
-# ------------------------------------------------------------ the embedded dataset -----
-def test_embedded_generation_is_deterministic_and_balanced():
-  a_img, a_lab = shapes.generate(500, seed=7)
-  b_img, b_lab = shapes.generate(500, seed=7)
-  np.testing.assert_array_equal(a_img, b_img)
-  np.testing.assert_array_equal(a_lab, b_lab)
-  c_img, _ = shapes.generate(500, seed=8)
-  assert not np.array_equal(a_img, c_img)
-  assert np.bincount(a_lab, minlength=10).tolist() == [50] * 10
-
-
-def test_embedded_tfds_builder(shapes_dir):
-  train = data.load_split("mssl_shapes/32", "train", data_dir=shapes_dir)
-  test = data.load_split("mssl_shapes/32", "test", data_dir=shapes_dir)
-  assert (train.total_examples, test.total_examples) == (20_000, 5_000)
-  assert train.num_classes == 10 and train.image_shape == (32, 32, 3)
-  labels = np.array([int(e["label"]) for e in tfds.as_numpy(test.dataset)])
-  assert np.bincount(labels).tolist() == [500] * 10
-  # The tfds examples are the generator's images (the split is seeded).
-  images, gen_labels = shapes.generate(5_000, seed=shapes.DEFAULT_SEED + 1)
-  first = next(iter(tfds.as_numpy(test.dataset)))
-  matches = np.flatnonzero((images == first["image"]).all(axis=(1, 2, 3)))
-  assert len(matches) == 1 and gen_labels[matches[0]] == first["label"]
-
-
-def _shape_descriptor(masks):
-  """Rotation-, scale-, colour-invariant shape features from the object masks."""
-  n, size, _ = masks.shape
-  ys, xs = np.mgrid[0:size, 0:size] + 0.5
-  feats = []
-  for m in masks:
-    w = m / m.sum()
-    cy, cx = (w * ys).sum(), (w * xs).sum()
-    rho = np.hypot(ys - cy, xs - cx)
-    phi = np.arctan2(ys - cy, xs - cx)
-    sel = m > 0.5
-    bins = ((phi[sel] + np.pi) / (2 * np.pi) * 36).astype(int) % 36
-    profile = np.zeros(36)
-    np.maximum.at(profile, bins, rho[sel])
-    profile /= max(profile.max(), 1e-6)
-    harmonics = np.abs(np.fft.rfft(profile))[1:9] / 36
-    radial = np.histogram(rho[sel] / max(rho[sel].max(), 1e-6), bins=8, range=(0, 1))[0]
-    fill = m.sum() / (np.pi * max(rho[sel].max(), 1e-6) ** 2)
-    feats.append(np.concatenate([harmonics, radial / max(sel.sum(), 1), [fill]]))
-  feats = np.asarray(feats)
-  return (feats - feats.mean(0)) / (feats.std(0) + 1e-6)
-
-
-def _logistic_regression_accuracy(x_train, y_train, x_test, y_test, steps=300):
-  x_train, x_test = jnp.asarray(x_train, jnp.float32), jnp.asarray(x_test, jnp.float32)
-  params = {"w": jnp.zeros((x_train.shape[1], 10)), "b": jnp.zeros(10)}
-  opt = optax.adam(0.05)
-  state = opt.init(params)
-
-  def loss(p):
-    logits = x_train @ p["w"] + p["b"]
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y_train).mean() \
-        + 1e-4 * jnp.sum(p["w"] ** 2)
-
-  @jax.jit
-  def step(p, s):
-    g = jax.grad(loss)(p)
-    u, s = opt.update(g, s)
-    return optax.apply_updates(p, u), s
-  for _ in range(steps):
-    params, state = step(params, state)
-  pred = jnp.argmax(x_test @ params["w"] + params["b"], axis=1)
-  return float(jnp.mean(pred == jnp.asarray(y_test)))
-
-
-def test_raw_pixels_do_poorly_but_shape_features_do_well():
-  """Representation learning must matter: report both accuracies (chance is 10%)."""
-  images, labels, masks = shapes.generate(6_000, seed=11, return_masks=True)
-  raw = images.reshape(len(images), -1).astype(np.float32) / 255.0
-  raw = (raw - raw[:5000].mean(0)) / (raw[:5000].std(0) + 1e-6)
-  raw_acc = _logistic_regression_accuracy(raw[:5000], labels[:5000], raw[5000:],
-                                          labels[5000:])
-  feats = _shape_descriptor(masks)
-  shape_acc = _logistic_regression_accuracy(feats[:5000], labels[:5000], feats[5000:],
-                                            labels[5000:])
-  print(f"raw-pixel logistic regression: {raw_acc:.3f}; shape features: {shape_acc:.3f}")
-  assert raw_acc < 0.35
-  assert shape_acc > 0.75
-  assert shape_acc > raw_acc + 0.4
-
-
 # ------------------------------------------------------------ sharding & determinism ---
 def _digest(image):
   return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
@@ -515,79 +408,7 @@ def test_eval_pads_to_a_fixed_number_of_batches(shapes_dir):
   assert np.all(batches[-1]["label"][batches[-1]["mask"] == 0] == -1)
 
 
-def test_rotation_turns_images_counter_clockwise_and_keeps_other_draws():
-  import math
-  image = np.random.default_rng(0).uniform(size=(8, 8, 3)).astype(np.float32)
-  quarter = augment.rotate(tf.constant(image), tf.constant(math.pi / 2)).numpy()
-  np.testing.assert_allclose(quarter, np.rot90(image, 1), atol=1e-5)
-  np.testing.assert_allclose(augment.rotate(tf.constant(image), tf.constant(0.0)).numpy(),
-                             image, atol=1e-6)
-  # Adding a rotation leaves every other random draw of a view as it was.
-  big = tf.constant(np.random.default_rng(1).integers(0, 255, (32, 32, 3), np.uint8))
-  seed = tf.constant([3, 4], tf.int64)
-  plain = augment.preset("simclr_cifar")
-  no_turn = augment.preset("simclr_cifar", rotation=1e-9)
-  a = augment.multi_view(big, seed, plain, 2, 16)
-  b = augment.multi_view(big, seed, no_turn, 2, 16)
-  for x, y in zip(a, b):
-    np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-5)
-  turned = augment.multi_view(big, seed, augment.preset("simclr_cifar", rotation=90.0), 2,
-                              16)
-  assert not np.allclose(turned[0].numpy(), a[0].numpy(), atol=1e-2)
-
-
 # ------------------------------------------------------------ uint8 host views ----------
-# device_augment=True: the host crops, resizes and flips to uint8; colour runs on the device.
-NO_COLOUR = dict(jitter=0.0, grayscale=0.0, blur=0.0, solarize=0.0)
-
-
-def _photo(rng, height, width):
-  """Smooth, photo-like content (1/f noise and a disc): JPEG's chroma subsampling and the
-  resize act on it as on a photograph, unlike on pixel noise."""
-  fy, fx = np.fft.fftfreq(height)[:, None], np.fft.rfftfreq(width)[None, :]
-  f = np.hypot(fy, fx)
-  f[0, 0] = 1.0
-  fields = [np.fft.irfft2(f ** -1.5 * np.exp(2j * np.pi * rng.uniform(size=f.shape)),
-                          s=(height, width)) for _ in range(3)]
-  pixels = np.stack([(x - x.mean()) / x.std() for x in fields], -1) @ np.array(
-      [[40, 40, 40], [15, -10, 0], [0, -10, 15]]) + 128
-  yy, xx = np.mgrid[:height, :width]
-  disc = (yy - height / 3) ** 2 + (xx - width / 2) ** 2 < (min(height, width) / 4) ** 2
-  pixels[disc] = pixels[disc] * 0.5 + 100
-  return np.clip(pixels, 0, 255).astype(np.uint8)
-
-
-def _jpeg_bytes(pixels, **kw):
-  import io
-  buffer = io.BytesIO()
-  PIL.Image.fromarray(pixels).save(buffer, "JPEG", quality=90, **kw)
-  return buffer.getvalue()
-
-
-def test_uint8_views_are_the_float_views_without_colour():
-  """Same seeds -> same crop windows, scales, ratios and flips as the float path: with the
-  colour operations off, each uint8 view is the float view x 255 rounded (|diff| <= 0.5;
-  the resize commutes with the 1/255 scaling up to float rounding). Large views, small
-  crops of multi-crop, both presets of an asymmetric pair, and a rotation."""
-  image = tf.constant(_photo(np.random.default_rng(0), 61, 83))
-  for views in (data.preset("mocov3", **NO_COLOUR), data.preset("simclr", **NO_COLOUR),
-                data.preset("byol", rotation=30.0, **NO_COLOUR)):
-    for i in range(12):
-      seed = tf.constant([i, 5], tf.int64)
-      want = augment.multi_view(image, seed, views, 2, 40, num_small_crops=2, small_size=12)
-      got = augment.multi_view_uint8(image, seed, views, 2, 40, num_small_crops=2,
-                                     small_size=12)
-      assert [g.shape for g in got] == [(40, 40, 3)] * 2 + [(12, 12, 3)] * 2
-      for w, g in zip(want, got):
-        assert g.dtype == tf.uint8
-        np.testing.assert_allclose(g.numpy(), w.numpy() * 255, rtol=0, atol=0.5 + 1e-3)
-  # The windows really vary with the seed (not, say, always the whole image).
-  shape = tf.constant([61, 83, 3])
-  sizes = {tuple(augment.crop_window(shape, tf.constant([i, 0], tf.int64), (0.2, 1.0),
-                                     (3 / 4, 4 / 3))[1].numpy()) for i in range(20)}
-  assert len(sizes) > 10
-
-
 def test_device_augment_stream_is_the_float_stream_without_colour(shapes_dir):
   """Through train_dataset: the same examples in the same order, each view the float
   pipeline's (colour off) to within rounding; labels identical; uint8 out."""
@@ -605,45 +426,6 @@ def test_device_augment_stream_is_the_float_stream_without_colour(shapes_dir):
     for wv, gv in zip(w["views"], g["views"]):
       assert gv.dtype == np.uint8 and wv.dtype == np.float32
       np.testing.assert_allclose(gv, wv * 255, rtol=0, atol=0.5 + 1e-3)
-
-
-def test_jpeg_crop_decoding_matches_decode_then_crop():
-  """decode_and_crop_jpeg decodes only the window. Measured on photo-like JPEGs: without
-  chroma subsampling it is decode-then-crop exactly; with it (4:2:0, 4:2:2: the common
-  case) the window's interior is exact and only its one-pixel border differs, by up to
-  6/255 (the chroma upsampling filter cannot see the neighbours outside the window).
-  Asserted: interior exact, border within 16/255. After the resize to a view the
-  border's share is small: views within 6/255, mean difference below 0.05/255."""
-  rng = np.random.default_rng(1)
-  for height, width, subsampling in [(97, 131, 0), (97, 131, 2), (120, 160, 1)]:
-    raw = _jpeg_bytes(_photo(rng, height, width), subsampling=subsampling)
-    full = tf.io.decode_jpeg(raw, channels=3).numpy().astype(int)
-    for _ in range(60):
-      y, x = rng.integers(0, height - 4), rng.integers(0, width - 4)
-      h, w = rng.integers(3, height - y + 1), rng.integers(3, width - x + 1)
-      crop = tf.image.decode_and_crop_jpeg(raw, [y, x, h, w], channels=3).numpy()
-      diff = np.abs(crop.astype(int) - full[y:y + h, x:x + w])
-      if subsampling == 0:
-        assert diff.max() == 0
-      assert diff[1:-1, 1:-1].max() == 0 and diff.max() <= 16, (y, x, h, w, diff.max())
-  # Whole views: encoded JPEG (the windows' box, or each window, decoded) vs the decoded
-  # image (cropped); decoding the whole JPEG is the decoded image's path exactly.
-  raw = _jpeg_bytes(_photo(rng, 150, 200))
-  image = tf.io.decode_jpeg(raw, channels=3)
-  views = data.preset("mocov3")
-  for mode in augment.JPEG_DECODES:
-    diffs = []
-    for i in range(12):
-      seed = tf.constant([i, 9], tf.int64)
-      a = augment.multi_view_uint8(tf.constant(raw), seed, views, 2, 48, 2, 16,
-                                   encoded=True, jpeg_decode=mode)
-      b = augment.multi_view_uint8(image, seed, views, 2, 48, 2, 16)
-      diffs += [np.abs(x.numpy().astype(int) - y.numpy()) for x, y in zip(a, b)]
-    assert max(d.max() for d in diffs) <= (0 if mode == "whole" else 6), mode
-    assert np.mean([d.mean() for d in diffs]) < 0.05, mode
-  with pytest.raises(ValueError, match="jpeg_decode must be one of"):
-    augment.multi_view_uint8(tf.constant(raw), seed, views, 2, 48, encoded=True,
-                             jpeg_decode="crop")
 
 
 def _write_photos(root: pathlib.Path, suffixes=(".jpg", ".png"), count=8, size=(48, 64)):
@@ -827,25 +609,3 @@ def test_crop_on_device_batches_whole_uint8_images_and_resumes(shapes_dir):
   np.testing.assert_array_equal(_first(later)[0]["views"][0], a[2]["views"][0])
   with pytest.raises(ValueError, match="crop_on_device=True needs device_augment=True"):
     _train(split, device_augment=False, crop_on_device=True)
-
-
-def test_crop_on_device_auto_takes_small_fixed_shape_cached_splits(shapes_dir, tmp_path):
-  import ml_collections
-  from mssl.data import training_input
-  shapes_split = data.load_split("mssl_shapes/32", "train[:64]", data_dir=shapes_dir)
-  for i in range(4):
-    folder = tmp_path / "train" / f"c{i % 2}"
-    folder.mkdir(parents=True, exist_ok=True)
-    PIL.Image.fromarray(np.full((20 + i, 24, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
-  folder_split = data.load_split(f"image_folder:{tmp_path}", "train")
-  auto = ml_collections.ConfigDict(dict(crop_on_device="auto", cache="auto",
-                                        dataset="x"))
-  assert training_input.crops_on_device(auto, shapes_split)
-  assert not training_input.crops_on_device(auto, folder_split)  # sizes differ
-  never = ml_collections.ConfigDict(dict(crop_on_device="auto", cache="never",
-                                         dataset="x"))
-  assert not training_input.crops_on_device(never, shapes_split)  # not cached
-  forced = ml_collections.ConfigDict(dict(crop_on_device=True, cache="auto",
-                                          dataset="folder"))
-  with pytest.raises(ValueError, match="crop_on_device=True needs a dataset of fixed"):
-    training_input.crops_on_device(forced, folder_split)

@@ -1,0 +1,100 @@
+"""mssl.workdir: a workdir holds one run (its config is compared on resume, its lock
+stops a second process) and points XLA's compilation cache."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import pytest
+
+from mssl import workdir as workdir_lib
+
+from fake_job import fake_config, run
+from helpers import ROOT
+
+
+# ------------------------------------------------------------ the saved config ---------
+def test_changed_config_on_a_workdir_is_refused_and_moves_nothing(tmp_path):
+  run(tmp_path, total_steps=2)
+  before = sorted(os.listdir(tmp_path / "checkpoints"))
+  config = fake_config()
+  config.model.width = 16
+  config.objective = "spectral_contrastive"
+  with pytest.raises(workdir_lib.WorkdirError) as info:
+    run(tmp_path, total_steps=4, config=config)
+  message = str(info.value)
+  assert "model.width: saved 8, now 16" in message
+  assert "objective: saved 'matrix_ssl', now 'spectral_contrastive'" in message
+  assert "no checkpoint was moved" in message
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == before
+  assert not (tmp_path / "checkpoints_unreadable").exists()
+  # Fields that do not change what is trained may change on resume.
+  assert run(tmp_path, total_steps=3, config=fake_config(log_every=5)).finished
+
+
+def test_config_differences_compare_groups_and_ignore_fields_added_since():
+  saved = json.loads(fake_config().to_json_best_effort())
+  saved["model"].pop("patch_size")       # a field the code has added since the save
+  saved["predictor"] = None               # saved without a predictor
+  differences = workdir_lib.config_differences(saved, fake_config())
+  assert differences and all(d.startswith("predictor.") for d in differences)
+  assert "predictor.hidden: saved '(absent)', now [128]" in differences
+
+
+# ------------------------------------------------------------ the workdir lock ---------
+LOCK_CHILD = """
+import sys
+from mssl import workdir
+try:
+  with workdir.WorkdirLock(sys.argv[1]):
+    print("acquired")
+except workdir.WorkdirError as error:
+  print(error)
+  sys.exit(3)
+"""
+
+
+def test_second_run_on_a_workdir_is_stopped_naming_the_first(tmp_path):
+  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  with workdir_lib.WorkdirLock(str(tmp_path)):
+    child = subprocess.run([sys.executable, "-c", LOCK_CHILD, str(tmp_path)], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == 3
+    assert f"is in use by process {os.getpid()}" in child.stdout
+    assert "delete" in child.stdout and "run.lock" in child.stdout
+  assert not (tmp_path / "run.lock").exists()  # released
+  child = subprocess.run([sys.executable, "-c", LOCK_CHILD, str(tmp_path)], env=env,
+                         capture_output=True, text=True, timeout=120)
+  assert child.returncode == 0 and "acquired" in child.stdout
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, caplog):
+  dead = subprocess.Popen([sys.executable, "-c", "pass"])
+  dead.wait()
+  import socket
+  (tmp_path / "run.lock").write_text(json.dumps(
+      {"pid": dead.pid, "host": socket.gethostname(), "started": "earlier"}))
+  with workdir_lib.WorkdirLock(str(tmp_path)):
+    owner = json.loads((tmp_path / "run.lock").read_text())
+    assert owner["pid"] == os.getpid()
+  assert any("stale lock" in r.getMessage() for r in caplog.records)
+
+
+# ------------------------------------------------------------ the compilation cache ----
+def test_compilation_cache_directory_follows_the_config(tmp_path):
+  """An explicit config.compilation_cache_dir wins, "" turns the cache off, None keeps
+  JAX's own setting (the test session's, from JAX_COMPILATION_CACHE_DIR) when there is
+  one."""
+  own = os.environ["JAX_COMPILATION_CACHE_DIR"]
+  config = fake_config()
+  config.compilation_cache_dir = str(tmp_path / "mine")
+  assert workdir_lib.enable_compilation_cache(config, str(tmp_path)) == str(tmp_path / "mine")
+  assert jax.config.jax_compilation_cache_dir == str(tmp_path / "mine")
+  config.compilation_cache_dir = ""
+  assert workdir_lib.enable_compilation_cache(config, str(tmp_path)) is None
+  assert not jax.config.jax_compilation_cache_dir
+  config.compilation_cache_dir = None
+  assert workdir_lib.enable_compilation_cache(config, str(tmp_path)) == own
+  assert jax.config.jax_compilation_cache_dir == own

@@ -1,0 +1,56 @@
+"""mssl.trainers.finetune: fine-tuning (and probing) an M-MAE checkpoint
+(conftest.pretrained) starts from its encoder."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from mssl import export, train
+
+from helpers import load_config
+
+
+@pytest.mark.slow
+def test_linear_probe_and_finetune_from_an_mmae_checkpoint(pretrained, tmp_path):
+  workdir = str(pretrained["mmae"][0])
+  embed = export.load_encoder(workdir)
+  feats = embed(np.zeros((3, 32, 32, 3), np.float32))
+  assert feats.shape == (3, 64) and np.all(np.isfinite(feats))
+
+  probe_cfg = load_config("linear_eval")
+  probe_cfg.pretrained_workdir = workdir
+  probe_cfg.eval.probe_epochs = 3
+  results = train.train_and_evaluate(probe_cfg, str(tmp_path / "probe"))
+  assert 0.0 <= results["linear_probe"] <= 1.0 and 0.0 <= results["knn"] <= 1.0
+  saved = json.loads((tmp_path / "probe" / "results.json").read_text())
+  assert saved["checkpoint_step"] == 40
+
+  ft_cfg = load_config("finetune", "runlocal")
+  ft_cfg.pretrained_workdir = workdir
+  ft_cfg.batch_size = 64
+  ft_cfg.eval.batch_size = 64
+  ft_cfg.data.eval_split = "test[:128]"
+  results = train.train_and_evaluate(ft_cfg, str(tmp_path / "ft"))
+  assert results["steps"] == 6 and 0.0 <= results["eval/accuracy"] <= 1.0
+  assert json.loads((tmp_path / "ft" / "run.json").read_text())["pretrained_step"] == 40
+
+
+@pytest.mark.slow
+def test_finetune_starts_from_the_pretrained_encoder(pretrained, tmp_path):
+  workdir = str(pretrained["mmae"][0])
+  cfg = load_config("finetune", "runlocal")
+  cfg.pretrained_workdir = workdir
+  cfg.total_steps = 1
+  cfg.optimizer.base_lr = 1e-12  # one step that barely moves anything
+  cfg.batch_size = 64
+  cfg.eval.batch_size = 64
+  cfg.data.eval_split = "test[:64]"
+  train.train_and_evaluate(cfg, str(tmp_path))
+  import orbax.checkpoint as ocp
+  with ocp.StandardCheckpointer() as reader:  # the saved tree as written, no target
+    saved = reader.restore(tmp_path / "checkpoints" / "1" / "state")
+  encoder, _ = export.load_encoder_params(workdir)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
+                         jax.device_get(encoder), saved["params"]["encoder"])
