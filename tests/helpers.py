@@ -116,3 +116,32 @@ def _photo(rng, height, width):
   disc = (yy - height / 3) ** 2 + (xx - width / 2) ** 2 < (min(height, width) / 4) ** 2
   pixels[disc] = pixels[disc] * 0.5 + 100
   return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------ a workdir without training
+def pretraining_workdir(workdir, objective="simclr", step=3, seed=0):
+  """A two-view pretraining workdir written by hand, without training: the runlocal config
+  of ``objective`` on a 2-block ViT at 16 px, its ``config.json`` and ``run.json``, and one
+  checkpoint (at ``step``) of the train state at initialisation (seed ``seed``) with every
+  parameter moved by +0.01, a stand-in for training (so no initialisation has them).
+  Returns ``(config, network, variables)``, the variables as saved."""
+  from mssl import checkpoint, loop
+  from mssl.steps import two_view
+  config = load_config(f"{objective}_r18_cifar", "runlocal")
+  config.model.update({"name": "vit_micro", "patch_size": 4})
+  config.data.image_size = 16
+  config.seed = seed
+  network = two_view.build_network(config, 10)
+  tx, _ = two_view.make_optimizer(config, 10, 10)
+  variables = two_view.init_variables(network, 16, seed)
+  variables = dict(variables, params=jax.tree_util.tree_map(lambda x: x + 0.01,
+                                                            variables["params"]))
+  state = two_view.create_state(variables, tx, seed,
+                                ema_teacher=two_view.has_ema_teacher(config))
+  os.makedirs(workdir, exist_ok=True)
+  loop.save_config(config, str(workdir), {"num_classes": 10, "total_steps": 10,
+                                          "steps_per_epoch": 10})
+  checkpointer = checkpoint.Checkpointer(os.path.join(str(workdir), "checkpoints"))
+  checkpointer.save(step, state, {"data_position": step})
+  checkpointer.close()
+  return config, network, jax.device_get(variables)

@@ -2,12 +2,47 @@
 
 import json
 
+import chex
+import jax
 import numpy as np
 import pytest
 
 from mssl import export, train
+from mssl.steps import two_view
 
-from helpers import load_config, small
+from helpers import load_config, pretraining_workdir, small
+
+
+def test_the_encoder_of_a_workdir_gives_the_saved_encoders_features(tmp_path):
+  """The network rebuilt from config.json with the checkpoint's variables gives what the
+  saved network gives (not a fresh initialisation), in batches or not."""
+  config, network, variables = pretraining_workdir(tmp_path, step=3, seed=0)
+  images = np.random.default_rng(0).uniform(size=(5, 16, 16, 3)).astype(np.float32)
+  features = jax.jit(lambda v, x: network.apply(v, x, method=network.embed))
+  want = np.asarray(features(variables, images))
+  embed = export.load_encoder(str(tmp_path), batch_size=2)  # three batches: 2, 2, 1
+  got = embed(images)
+  chex.assert_shape(got, (5, 64))
+  chex.assert_type(got, np.float32)
+  chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
+  fresh = two_view.init_variables(network, 16, config.seed)  # what config.json would give
+  assert not np.allclose(got, features(fresh, images), atol=1e-3)
+  assert embed.config.objective == "simclr" and embed.config.model.name == "vit_micro"
+  params, step = export.load_encoder_params(str(tmp_path))
+  assert step == 3
+  chex.assert_trees_all_close(jax.device_get(params), variables["params"]["encoder"])
+  loaded_config, _, loaded, loaded_step = export.load_variables(str(tmp_path), step=3)
+  assert loaded_step == 3 and set(loaded) == {"params", "batch_stats"}
+  assert json.loads(loaded_config.to_json()) == json.loads(config.to_json_best_effort())
+
+
+def test_what_is_not_a_pretraining_workdir_is_named(tmp_path):
+  with pytest.raises(FileNotFoundError, match="is not a pretraining workdir"):
+    export.load_encoder(str(tmp_path))
+  from mssl import loop
+  loop.save_config(load_config("quickstart"), str(tmp_path), {"num_classes": 10})
+  with pytest.raises(FileNotFoundError, match=r"no checkpoint under .*/checkpoints"):
+    export.load_encoder(str(tmp_path))
 
 
 @pytest.mark.slow

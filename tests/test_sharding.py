@@ -1,12 +1,15 @@
-"""mssl.sharding: a step on the batch sharded over 8 devices, or over two processes, is the
-step of one device."""
+"""mssl.sharding: the mesh, global batches (each device its rows), replicated state, the
+donating jitted step; a step on the batch sharded over 8 devices, or over two processes,
+is the step of one device."""
 
 import os
 import socket
 import subprocess
 import sys
 
+import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -14,6 +17,50 @@ from mssl import sharding
 from mssl.steps import two_view
 
 from helpers import ROOT, assert_trees_close, load_config, small
+
+
+def test_the_mesh_is_one_data_axis_over_the_devices_given():
+  mesh = sharding.make_mesh()
+  assert mesh.axis_names == ("data",) and mesh.devices.shape == (jax.device_count(),)
+  assert mesh.devices.tolist() == jax.devices()
+  two = sharding.make_mesh(np.array(jax.devices()[:2]).reshape(1, 2))  # flattened
+  assert two.devices.tolist() == jax.devices()[:2]
+
+
+def test_a_global_batch_gives_each_device_its_rows_and_comes_back_whole(data_mesh):
+  mesh = sharding.make_mesh()
+  n = jax.device_count()
+  local = {"x": np.arange(2 * n * 3, dtype=np.float32).reshape(2 * n, 3),
+           "label": np.arange(2 * n)}
+  batch = sharding.global_batch(mesh, local)
+  chex.assert_trees_all_equal_shapes(batch, local)
+  assert batch["x"].sharding == sharding.batch_sharded(mesh)
+  shards = sorted(batch["x"].addressable_shards, key=lambda s: s.index[0].start)
+  assert [s.device for s in shards] == jax.devices()
+  for i, shard in enumerate(shards):  # device i holds rows 2i and 2i + 1
+    np.testing.assert_array_equal(np.asarray(shard.data), local["x"][2 * i:2 * i + 2])
+  chex.assert_trees_all_equal(sharding.to_host(batch), local)
+  state = sharding.replicate(mesh, {"w": np.arange(6.0).reshape(2, 3)})
+  assert state["w"].sharding.is_fully_replicated
+  assert len(state["w"].addressable_shards) == n
+  for shard in state["w"].addressable_shards:
+    np.testing.assert_array_equal(np.asarray(shard.data), np.arange(6.0).reshape(2, 3))
+
+
+def test_the_jitted_step_sums_over_the_global_batch_and_donates_the_state(data_mesh):
+  mesh = sharding.make_mesh()
+
+  def train_step(state, batch):
+    return {"w": state["w"] + batch.sum(0)}, {"loss": jnp.mean(batch)}
+  step = sharding.jit_train_step(train_step, mesh)
+  rows = np.arange(4 * jax.device_count() * 3, dtype=np.float32).reshape(-1, 3)
+  state = sharding.replicate(mesh, {"w": jnp.zeros(3)})
+  new_state, metrics = step(state, sharding.global_batch(mesh, rows))
+  chex.assert_trees_all_close(np.asarray(new_state["w"]), rows.sum(0))
+  assert float(metrics["loss"]) == pytest.approx(rows.mean())
+  assert new_state["w"].sharding.is_fully_replicated
+  assert metrics["loss"].sharding.is_fully_replicated
+  assert state["w"].is_deleted()  # donated: its buffer became the new state's
 
 
 def test_sharded_step_equals_unsharded(tfds_dir, data_mesh):

@@ -28,3 +28,40 @@ def test_crop_on_device_auto_takes_small_fixed_shape_cached_splits(shapes_dir, t
                                           dataset="folder"))
   with pytest.raises(ValueError, match="crop_on_device=True needs a dataset of fixed"):
     training_input.crops_on_device(forced, folder_split)
+
+
+@pytest.mark.parametrize("total_steps,num_epochs,examples,batch_size,want", [
+    (100, 1.0, 1000, 64, (100, 15)),   # total_steps wins; 1000 // 64 steps an epoch
+    (-1, 2.5, 1000, 64, (37, 15)),     # int(2.5 epochs x 15)
+    (-1, 3.0, 10, 64, (3, 1)),         # a split smaller than a batch: one step an epoch
+])
+def test_step_counts_follow_the_split_size(total_steps, num_epochs, examples, batch_size,
+                                           want):
+  import ml_collections
+  from mssl.data import training_input
+  config = ml_collections.ConfigDict(dict(total_steps=total_steps, num_epochs=num_epochs,
+                                          batch_size=batch_size))
+  assert training_input.steps(config, examples) == want
+
+
+def test_the_device_half_of_the_augmentation_runs_first_inside_the_step():
+  from mssl.data import training_input
+  seen = []
+
+  def train_step(state, batch):
+    seen.append(batch)
+    return state, {}
+  host_only = training_input.TrainingInput(split=None, num_classes=10, total_steps=5,
+                                           steps_per_epoch=5, make_data=None)
+  assert host_only.augment_on_device(train_step) is train_step
+  on_device = training_input.TrainingInput(
+      split=None, num_classes=10, total_steps=5, steps_per_epoch=5, make_data=None,
+      device_views=lambda views, step: tuple(v * 0.0 + step for v in views))
+  step = on_device.augment_on_device(train_step)
+  label = np.arange(2)
+  step({"step": 7}, {"views": (np.ones(2, np.uint8), np.ones(2, np.uint8)), "label": label})
+  (batch,) = seen
+  assert [v.tolist() for v in batch["views"]] == [[7.0, 7.0], [7.0, 7.0]]  # at the step
+  assert batch["label"] is label
+  assert on_device.run_info(pretrained_step=3) == {
+      "num_classes": 10, "total_steps": 5, "steps_per_epoch": 5, "pretrained_step": 3}

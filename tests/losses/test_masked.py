@@ -88,7 +88,7 @@ def test_objective_rejects_bad_arguments(tiny_output):
     losses.reconstruction_loss(out.pred, out.target, out.mask[:, :3])
 
 
-# ------------------------------------------------------------ the official runs' gradient
+# ------------------------------------------------------------ the official runs -------
 # The official M-MAE / U-MAE regularisers (yifanzhang-pro/M-MAE and zhangq327/U-MAE,
 # loss_func.py) on the gathered batch, transcribed in jax.numpy.
 def official_tcr_loss(z, mu=3.0):

@@ -1,4 +1,5 @@
-"""mssl.trainers.finetune: fine-tuning (and probing) an M-MAE checkpoint
+"""mssl.trainers.finetune: the fine-tuning config is the pretraining run's data with this
+run's fields laid over it; fine-tuning (and probing) an M-MAE checkpoint
 (conftest.pretrained) starts from its encoder."""
 
 import json
@@ -7,9 +8,28 @@ import jax
 import numpy as np
 import pytest
 
-from mssl import export, train
+from mssl import export, loop, train
+from mssl.trainers import finetune
 
 from helpers import load_config
+
+
+def test_data_fields_left_none_come_from_the_pretraining_run(tmp_path):
+  pre = load_config("mmae_shapes")
+  pre.data.eval_split = "test[:300]"
+  pre.data.preset = "simclr_cifar"
+  loop.save_config(pre, str(tmp_path), {"num_classes": 10})
+  config = load_config("finetune", "shapes")
+  config.pretrained_workdir = str(tmp_path)
+  config.data.image_size = None
+  pre_config, data_config = finetune.resolved_config(config)
+  assert pre_config.objective == "mmae" and pre_config.data.eval_split == "test[:300]"
+  assert data_config.dataset == pre.data.dataset                 # None here
+  assert data_config.image_size == pre.data.image_size == 32     # None here
+  assert data_config.eval_split == "test[:2000]"                 # the shapes recipe's
+  assert data_config.preset == "mae"                             # fine-tuning's views
+  assert tuple(data_config.preset_overrides.crop_scale) == (0.08, 1.0)
+  assert pre_config.data.preset == "simclr_cifar"                # the saved one untouched
 
 
 @pytest.mark.slow
