@@ -273,6 +273,9 @@ CASES = {
                       lambda z1, z2, p1, p2: np_mmae(z1, 2.0, center=True)),
     "umae": (lambda z1, z2, p1, p2: losses.umae_regularizer(z1),
              lambda z1, z2, p1, p2: np_umae(z1)),
+    # Plain MAE: no regulariser, a zero that keeps the masked-image pipeline uniform.
+    "mae": (lambda z1, z2, p1, p2: losses.get("mae")(z1)[0],
+            lambda z1, z2, p1, p2: 0.0),
 }
 
 
