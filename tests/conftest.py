@@ -68,21 +68,43 @@ def tolerance(dtype, f64: float, f32: float) -> float:
   return f64 if np.dtype(dtype) == np.float64 else f32
 
 
+@contextlib.contextmanager
+def built_once(tmp_path_factory, name):
+  """A folder of this test run that one process builds and every process reads.
+
+  Yields ``(path, build)``: ``build`` is True for the first process to get here (it must
+  fill ``path``), False once the folder is complete. The xdist workers of one run share
+  the folder (in the run's temporary directory) and take turns under a file lock, so an
+  expensive input (the embedded dataset, short pretraining runs) is made once per run,
+  not once per worker. A build that raises leaves no READY mark: the next process
+  builds again."""
+  import fcntl
+  base = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    base = base.parent  # .../pytest-N, shared by the workers of this run
+  path = base / name
+  with open(base / f"{name}.lock", "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      ready = path / "READY"
+      if ready.exists():
+        yield path, False
+      else:
+        path.mkdir(exist_ok=True)
+        yield path, True
+        ready.touch()
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def tfds_dir(tmp_path_factory):
-  """The embedded dataset, prepared once for the session."""
-  from mssl import data
-  root = tmp_path_factory.mktemp("tfds_train")
-  data.load_split("mssl_shapes/32", "train", data_dir=str(root))
-  return str(root)
-
-
-@pytest.fixture(scope="session")
-def shapes_dir(tmp_path_factory):
-  """The embedded dataset, built once per test session through the real tfds path."""
-  from mssl import data
-  root = tmp_path_factory.mktemp("tfds")
-  data.load_split("mssl_shapes/32", "train", data_dir=str(root))
+  """The embedded dataset (``mssl_shapes/32``, both splits), built once per test run
+  (:func:`built_once`; a build costs ~50 s of one core). Tests only read it."""
+  with built_once(tmp_path_factory, "tfds_embedded") as (root, build):
+    if build:
+      from mssl import data
+      data.load_split("mssl_shapes/32", "train", data_dir=str(root))
   return str(root)
 
 
@@ -97,17 +119,52 @@ def tiny_output():
   return model.apply(params, images, jax.random.key(3), train=False)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pretrained(tfds_dir, tmp_path_factory):
-  """Short M-MAE, U-MAE and MAE runs from the same initialisation and data
-  (tests/trainers/test_masked_image.py, tests/trainers/test_finetune.py)."""
+  """Short M-MAE, U-MAE and MAE runs from the same initialisation and data, made once
+  per test run (tests/trainers/test_masked_image.py, tests/trainers/test_finetune.py):
+  ``{objective: (workdir, results, metrics records)}``. Tests only read the workdirs."""
   from helpers import MASKED_IMAGE_RUNS, masked_config
-  from mssl import train, writers
+  from mssl import loop, train, writers
   runs = {}
-  for objective in MASKED_IMAGE_RUNS:
-    workdir = tmp_path_factory.mktemp(objective)
-    config = masked_config(objective, tfds_dir, 40, **{"optimizer.base_lr": 3e-3})
-    results = train.train_and_evaluate(config, str(workdir))
-    runs[objective] = (workdir, results,
-                       writers.read_jsonl(os.path.join(workdir, "metrics.jsonl")))
+  with built_once(tmp_path_factory, "masked_image_runs") as (root, build):
+    for objective in MASKED_IMAGE_RUNS:
+      workdir = root / objective
+      if build:
+        config = masked_config(objective, tfds_dir, 40, **{"optimizer.base_lr": 3e-3})
+        train.train_and_evaluate(config, str(workdir))
+      runs[objective] = (workdir, loop.read_results(str(workdir)),
+                         writers.read_jsonl(os.path.join(workdir, "metrics.jsonl")))
   return runs
+
+
+# ------------------------------------------------------------ tolerance audit ----------
+# MSSL_TOLERANCE_AUDIT=FILE records, for every np.testing.assert_allclose of the run, how
+# much of its tolerance the comparison used (max |a - b| / (atol + rtol |b|); 1 fails) as
+# JSON lines, so that a run under other settings (device counts, `taskset -c 0`,
+# XLA_FLAGS=--xla_cpu_max_isa=AVX) shows which comparisons are close to their bound.
+if os.environ.get("MSSL_TOLERANCE_AUDIT"):
+  import json
+  import traceback
+
+  _assert_allclose = np.testing.assert_allclose
+
+  def _audited_allclose(actual, desired, rtol=1e-7, atol=0, *args, **kwargs):
+    try:
+      a = np.asarray(actual, np.float64)
+      d = np.asarray(desired, np.float64)
+      bound = atol + rtol * np.abs(d)
+      with np.errstate(divide="ignore", invalid="ignore"):
+        used = np.where(bound > 0, np.abs(a - d) / bound, np.where(a == d, 0.0, np.inf))
+      used = float(np.nanmax(used)) if used.size else 0.0
+      frame = next(f for f in reversed(traceback.extract_stack()[:-1])
+                   if os.path.basename(f.filename).startswith("test_"))
+      with open(os.environ["MSSL_TOLERANCE_AUDIT"], "a") as out:
+        out.write(json.dumps({"test": os.environ.get("PYTEST_CURRENT_TEST", "?"),
+                              "where": f"{os.path.basename(frame.filename)}:{frame.lineno}",
+                              "used": used, "rtol": rtol, "atol": atol}) + "\n")
+    except Exception:  # the audit never changes what the assertion does
+      pass
+    return _assert_allclose(actual, desired, rtol, atol, *args, **kwargs)
+
+  np.testing.assert_allclose = _audited_allclose

@@ -261,7 +261,7 @@ class TestGradients:
         "log1p_over_x": lambda a: M.spectral_function(a, "log1p_over_x"),
     }
     for name, fn in checks.items():
-      jax.test_util.check_grads(fn, (s,), order=1, modes=("fwd", "rev"), atol=1e-6,
+      jax.test_util.check_grads(jax.jit(fn), (s,), order=1, modes=("fwd", "rev"), atol=1e-6,
                                 rtol=1e-6, eps=1e-5)
     batch_checks = {
         "tcr": lambda v: M.total_coding_rate(v, mu=2.0),
@@ -275,7 +275,7 @@ class TestGradients:
         "erank": M.effective_rank,
     }
     for name, fn in batch_checks.items():
-      jax.test_util.check_grads(fn, (z,), order=1, modes=("rev",), atol=1e-6, rtol=1e-6,
+      jax.test_util.check_grads(jax.jit(fn), (z,), order=1, modes=("rev",), atol=1e-6, rtol=1e-6,
                                 eps=1e-5)
 
   @staticmethod

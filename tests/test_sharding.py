@@ -16,7 +16,8 @@ import pytest
 from mssl import sharding
 from mssl.steps import two_view
 
-from helpers import ROOT, assert_trees_close, load_config, small
+from helpers import (BATCH_STATS, LATER_METRICS, ROOT, STEP_METRICS, assert_same_updates,
+                     flat, load_config, small)
 
 
 def test_the_mesh_is_one_data_axis_over_the_devices_given():
@@ -64,7 +65,11 @@ def test_the_jitted_step_sums_over_the_global_batch_and_donates_the_state(data_m
 
 
 def test_sharded_step_equals_unsharded(tfds_dir, data_mesh):
-  config = small(load_config("matrix_ssl_r18_cifar", "runlocal"), tfds_dir)
+  """One two-view step on 1 and on 8 devices. The micro ViT compiles in a fraction of the
+  ResNet's time; matrix_ssl's projector and predictor have BatchNorm, so the batch
+  statistics still have to be global (the ResNet's BN: tests/models/test_resnet.py)."""
+  config = small(load_config("matrix_ssl_r18_cifar", "runlocal"), tfds_dir,
+                 **{"model.name": "vit_micro", "model.patch_size": 4})
   network = two_view.build_network(config, 10)
   tx, schedule = two_view.make_optimizer(config, 10, 10)
   state = two_view.create_state(two_view.init_variables(network, 16, 0), tx, 0, ema_teacher=True)
@@ -82,7 +87,13 @@ def test_sharded_step_equals_unsharded(tfds_dir, data_mesh):
     new_state, metrics = step(sharding.replicate(mesh, state),
                               sharding.global_batch(mesh, batch))
     outs.append(jax.device_get((new_state["params"], new_state["batch_stats"], metrics)))
-  assert_trees_close(outs[1], outs[0], rtol=2e-4, atol=2e-5)
+  (params8, stats8, metrics8), (params1, stats1, metrics1) = outs[1], outs[0]
+  assert stats1, "the network has BatchNorm statistics to compare"
+  assert_same_updates(flat(params8), flat(params1), flat(state["params"]))
+  for key, want in flat(stats1).items():
+    np.testing.assert_allclose(flat(stats8)[key], want, err_msg=key, **BATCH_STATS)
+  for key, want in metrics1.items():
+    np.testing.assert_allclose(metrics8[key], want, err_msg=key, **STEP_METRICS)
 
 
 def _free_port():
@@ -109,24 +120,19 @@ def test_two_processes_train_together_like_one(tmp_path):
                            str(tmp_path / "single.npz")], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
   assert single.returncode == 0, single.stdout[-2000:] + single.stderr[-2000:]
-  multi = np.load(tmp_path / "proc0.npz")
-  ref = np.load(tmp_path / "single.npz")
-  assert multi.files == ref.files
-  # Gloo sums in another order than one process does; float32 rounding is amplified by
-  # gradients that cancel (BN biases), so each tensor's *update* over the two steps is
-  # compared relative to its size. A real difference (local instead of global batch
-  # statistics, wrong rows) changes updates by O(1).
-  for key in ref.files:
-    if key.startswith("initial") or "batch_stats" in key:
-      continue
-    if key.startswith("['metrics']"):
-      np.testing.assert_allclose(multi[key], ref[key], rtol=1e-4, atol=1e-6, err_msg=key)
-      continue
-    start = ref["initial" + key]
-    want, got = ref[key] - start, multi[key] - start
-    assert np.linalg.norm(got - want) <= 1e-2 * np.linalg.norm(want) + 1e-7, key
-  for key in [k for k in ref.files if k.startswith("['batch_stats']")]:
-    np.testing.assert_allclose(multi[key], ref[key], rtol=1e-3, atol=1e-6, err_msg=key)
+  multi = dict(np.load(tmp_path / "proc0.npz"))
+  ref = dict(np.load(tmp_path / "single.npz"))
+  assert multi.keys() == ref.keys()
+  # The bounds and why (helpers.STEP_METRICS, ...): the first step's metrics come from the
+  # same parameters, the second step's and the updates carry the first update's rounding.
+  for key in [k for k in ref if k.startswith("['metrics']")]:
+    bound = STEP_METRICS if key.startswith("['metrics']['step1']") else LATER_METRICS
+    np.testing.assert_allclose(multi[key], ref[key], err_msg=key, **bound)
+  params = [k for k in ref if k.startswith("['params']")]
+  assert_same_updates({k: multi[k] for k in params}, {k: ref[k] for k in params},
+                      {k: ref["initial" + k] for k in params})
+  for key in [k for k in ref if k.startswith("['batch_stats']")]:
+    np.testing.assert_allclose(multi[key], ref[key], err_msg=key, **BATCH_STATS)
   other = np.load(tmp_path / "proc1.npz")
-  for key in ref.files:  # both processes hold the same replicated state
+  for key in ref:  # both processes hold the same replicated state
     np.testing.assert_array_equal(other[key], multi[key])

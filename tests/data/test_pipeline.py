@@ -323,24 +323,24 @@ def _digest(image):
   return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
 
 
-def test_two_processes_read_disjoint_shards_covering_the_split(shapes_dir):
+def test_two_processes_read_disjoint_shards_covering_the_split(tfds_dir):
   seen = []
   for index in range(2):
-    split = data.load_split("mssl_shapes/32", "test", data_dir=shapes_dir,
+    split = data.load_split("mssl_shapes/32", "test", data_dir=tfds_dir,
                             process_index=index, process_count=2)
     assert split.num_examples == 2_500
     seen.append({_digest(e["image"]) for e in tfds.as_numpy(split.dataset)})
   whole = {_digest(e["image"]) for e in tfds.as_numpy(
-      data.load_split("mssl_shapes/32", "test", data_dir=shapes_dir).dataset)}
+      data.load_split("mssl_shapes/32", "test", data_dir=tfds_dir).dataset)}
   assert not seen[0] & seen[1]
   assert seen[0] | seen[1] == whole and len(whole) == 5_000
   with pytest.raises(ValueError, match="process_index must be in"):
-    data.load_split("mssl_shapes/32", "test", data_dir=shapes_dir, process_index=2,
+    data.load_split("mssl_shapes/32", "test", data_dir=tfds_dir, process_index=2,
                     process_count=2)
 
 
-def test_same_seed_same_batches_and_resume(shapes_dir):
-  split = data.load_split("mssl_shapes/32", "test", data_dir=shapes_dir)
+def test_same_seed_same_batches_and_resume(tfds_dir):
+  split = data.load_split("mssl_shapes/32", "test", data_dir=tfds_dir)
   make = lambda seed: (lambda start: _train(split, "mocov3_cifar", seed=seed,
                                             start_batch=start, shuffle_buffer=1000))
   a = data.InputIterator(make(0))
@@ -362,8 +362,8 @@ def test_same_seed_same_batches_and_resume(shapes_dir):
   assert resumed.position == 4
 
 
-def test_autotune_switch_changes_the_options_not_the_batches(shapes_dir):
-  split = data.load_split("mssl_shapes/32", "test", data_dir=shapes_dir)
+def test_autotune_switch_changes_the_options_not_the_batches(tfds_dir):
+  split = data.load_split("mssl_shapes/32", "test", data_dir=tfds_dir)
   tuned = _train(split, "mocov3_cifar", seed=3, shuffle_buffer=500)
   fixed = _train(split, "mocov3_cifar", seed=3, shuffle_buffer=500, autotune=False)
   assert tuned.options().autotune.enabled is True
@@ -375,8 +375,8 @@ def test_autotune_switch_changes_the_options_not_the_batches(shapes_dir):
   assert evaluation.options().autotune.enabled is False
 
 
-def test_epochs_reshuffle_and_cover_the_data(shapes_dir):
-  split = data.load_split("mssl_shapes/32", "test", data_dir=shapes_dir,
+def test_epochs_reshuffle_and_cover_the_data(tfds_dir):
+  split = data.load_split("mssl_shapes/32", "test", data_dir=tfds_dir,
                           process_index=0, process_count=50)  # 100 examples
   ds = _train(split, "none", batch_size=50, shuffle_buffer=100)
   epochs = [np.concatenate([b["label"] for b in _first(ds, 2)])]
@@ -388,8 +388,8 @@ def test_epochs_reshuffle_and_cover_the_data(shapes_dir):
   del epochs
 
 
-def test_multi_crop_and_view_count(shapes_dir):
-  split = data.load_split("mssl_shapes/32", "test", data_dir=shapes_dir)
+def test_multi_crop_and_view_count(tfds_dir):
+  split = data.load_split("mssl_shapes/32", "test", data_dir=tfds_dir)
   (batch,) = _first(_train(split, "byol_cifar", num_views=4, num_small_crops=2,
                            small_size=16))
   assert [v.shape for v in batch["views"]] == [(8, 32, 32, 3)] * 4 + [(8, 16, 16, 3)] * 2
@@ -397,8 +397,8 @@ def test_multi_crop_and_view_count(shapes_dir):
     _train(split, num_views=0)
 
 
-def test_eval_pads_to_a_fixed_number_of_batches(shapes_dir):
-  split = data.load_split("mssl_shapes/32", "test", data_dir=shapes_dir,
+def test_eval_pads_to_a_fixed_number_of_batches(tfds_dir):
+  split = data.load_split("mssl_shapes/32", "test", data_dir=tfds_dir,
                           process_index=1, process_count=3)  # 1,666 or 1,667 examples
   num = data.eval_num_batches(5_000, 3, 256)
   batches = list(tfds.as_numpy(data.eval_dataset(split, batch_size=256, image_size=32,
@@ -409,10 +409,10 @@ def test_eval_pads_to_a_fixed_number_of_batches(shapes_dir):
 
 
 # ------------------------------------------------------------ uint8 host views ----------
-def test_device_augment_stream_is_the_float_stream_without_colour(shapes_dir):
+def test_device_augment_stream_is_the_float_stream_without_colour(tfds_dir):
   """Through train_dataset: the same examples in the same order, each view the float
   pipeline's (colour off) to within rounding; labels identical; uint8 out."""
-  split = data.load_split("mssl_shapes/32", "test", data_dir=shapes_dir)
+  split = data.load_split("mssl_shapes/32", "test", data_dir=tfds_dir)
   kw = dict(views="mocov3_cifar", batch_size=16, seed=4, shuffle_buffer=200,
             num_small_crops=1, small_size=12)
   views = data.preset("mocov3_cifar", **NO_COLOUR)
@@ -591,11 +591,11 @@ def test_encoded_splits_cache_decoded_when_that_fits_else_their_bytes(tmp_path,
 
 
 # ------------------------------------------------------------ crop on device -----------
-def test_crop_on_device_batches_whole_uint8_images_and_resumes(shapes_dir):
+def test_crop_on_device_batches_whole_uint8_images_and_resumes(tfds_dir):
   """The host only shuffles and batches: each example's whole image once, uint8, in the
   same order as the host-cropping stream (same shuffle), and a restart at batch n gives
   batch n."""
-  split = data.load_split("mssl_shapes/32", "train[:64]", data_dir=shapes_dir)
+  split = data.load_split("mssl_shapes/32", "train[:64]", data_dir=tfds_dir)
   whole = _train(split, "mocov3_cifar", image_size=16, device_augment=True,
                  crop_on_device=True)
   cropped = _train(split, "mocov3_cifar", image_size=16, device_augment=True)

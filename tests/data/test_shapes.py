@@ -21,9 +21,9 @@ def test_embedded_generation_is_deterministic_and_balanced():
   assert np.bincount(a_lab, minlength=10).tolist() == [50] * 10
 
 
-def test_embedded_tfds_builder(shapes_dir):
-  train = data.load_split("mssl_shapes/32", "train", data_dir=shapes_dir)
-  test = data.load_split("mssl_shapes/32", "test", data_dir=shapes_dir)
+def test_embedded_tfds_builder(tfds_dir):
+  train = data.load_split("mssl_shapes/32", "train", data_dir=tfds_dir)
+  test = data.load_split("mssl_shapes/32", "test", data_dir=tfds_dir)
   assert (train.total_examples, test.total_examples) == (20_000, 5_000)
   assert train.num_classes == 10 and train.image_shape == (32, 32, 3)
   labels = np.array([int(e["label"]) for e in tfds.as_numpy(test.dataset)])

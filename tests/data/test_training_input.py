@@ -8,10 +8,10 @@ import pytest
 from mssl import data
 
 
-def test_crop_on_device_auto_takes_small_fixed_shape_cached_splits(shapes_dir, tmp_path):
+def test_crop_on_device_auto_takes_small_fixed_shape_cached_splits(tfds_dir, tmp_path):
   import ml_collections
   from mssl.data import training_input
-  shapes_split = data.load_split("mssl_shapes/32", "train[:64]", data_dir=shapes_dir)
+  shapes_split = data.load_split("mssl_shapes/32", "train[:64]", data_dir=tfds_dir)
   for i in range(4):
     folder = tmp_path / "train" / f"c{i % 2}"
     folder.mkdir(parents=True, exist_ok=True)
