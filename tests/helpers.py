@@ -1,6 +1,7 @@
 """Helpers shared by several test modules: configs, small runs, subprocess runs, tiny
 models, synthetic images and a pretraining workdir written without training."""
 
+import functools
 import importlib.util
 import os
 import pathlib
@@ -41,6 +42,10 @@ def small(config, tfds_dir, **overrides):
   return config
 
 
+# XLA flags for a smoke run in a subprocess: one device, and XLA's CPU code at LLVM -O0
+# (compiling is what a run of a few steps costs; tests/conftest.py says more).
+FAST_COMPILE = "--xla_backend_optimization_level=0"
+
 # The loop under test does not depend on the encoder: a 2-block ViT compiles fast.
 FAST_MODEL = ["--config.model.name=vit_micro", "--config.model.patch_size=4"]
 
@@ -60,6 +65,18 @@ def run_main(args, env_extra=None, cwd=ROOT, **kwargs):
 def params_of(workdir, step=None):
   _, _, variables, got_step = export.load_variables(str(workdir), step)
   return jax.device_get(variables), got_step
+
+
+def jit_init(model, *args, **kwargs):
+  """``model.init(*args, **kwargs)`` as one compiled program. Eager flax runs op by op,
+  compiling each op for its shapes: a ResNet's init and forward take several times
+  longer that way on the CPU than compiled once."""
+  return jax.jit(functools.partial(model.init, **kwargs))(*args)
+
+
+def jit_apply(model, variables, *args, **kwargs):
+  """``model.apply(variables, *args, **kwargs)`` as one compiled program."""
+  return jax.jit(functools.partial(model.apply, **kwargs))(variables, *args)
 
 
 def flat(tree) -> dict:

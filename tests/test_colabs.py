@@ -13,7 +13,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 COLABS = ROOT / "colabs"
 sys.path.insert(0, str(COLABS))
 import notebooks  # noqa: E402
-from helpers import load_config  # noqa: E402
+from helpers import FAST_COMPILE, load_config  # noqa: E402
 
 
 def test_notebooks_are_built_from_their_sources():
@@ -29,7 +29,7 @@ def run_notebook(name, out, tfds_dir, extra_env=None):
   code = notebooks.code_of(COLABS / name)
   env = dict(os.environ, PYTHONPATH=str(ROOT), MSSL_REPO=str(ROOT), MSSL_COLAB_SMOKE="1",
              MSSL_COLAB_OUT=str(out), TFDS_DATA_DIR=tfds_dir, MPLBACKEND="Agg",
-             XLA_FLAGS="", **(extra_env or {}))
+             XLA_FLAGS=FAST_COMPILE, **(extra_env or {}))
   done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

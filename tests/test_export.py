@@ -24,7 +24,10 @@ def test_the_encoder_of_a_workdir_gives_the_saved_encoders_features(tmp_path):
   got = embed(images)
   chex.assert_shape(got, (5, 64))
   chex.assert_type(got, np.float32)
-  chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
+  # Batches of 2, 2 and 1 against one of 5: XLA blocks the matmuls by batch shape, so the
+  # float32 rounding differs (7e-6 relative measured with --xla_cpu_max_isa=AVX); a fresh
+  # initialisation differs by O(1) (below).
+  chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-5)
   fresh = two_view.init_variables(network, 16, config.seed)  # what config.json would give
   assert not np.allclose(got, features(fresh, images), atol=1e-3)
   assert embed.config.objective == "simclr" and embed.config.model.name == "vit_micro"

@@ -176,6 +176,7 @@ def test_sigkill_mid_run_resumes_from_last_checkpoint(tfds_dir, tmp_path):
   assert ckpt_lib.Checkpointer(str(checkpoints)).latest_step() == last + 2
 
 
+@pytest.mark.slow
 # ------------------------------------------------------------ NaN stop -----------------
 def test_stops_at_first_non_finite_loss_and_keeps_last_checkpoint(tfds_dir, tmp_path):
   config = small(load_config("vicreg_r18_cifar", "runlocal"), tfds_dir, total_steps=6,

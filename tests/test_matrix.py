@@ -428,9 +428,13 @@ def test_sharded_equals_unsharded(data_mesh):
   for name, fn in batch_fns.items():
     want = jax.jit(fn)(z, p)
     got = jax.jit(fn)(zs, ps)
-    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6, err_msg=name)
+    # float32 sums over the 32 rows in another order (8 partial sums, then across
+    # devices): rounding ~ 32 eps of the sum of magnitudes, more after the cancellation in
+    # log-eigenvalues; measured up to 40% of the former 2e-5 bound with
+    # --xla_cpu_max_isa=AVX. A real difference (one device's rows only) is O(1).
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=name)
   for name, fn in matrix_fns.items():
-    np.testing.assert_allclose(jax.jit(fn)(ss), jax.jit(fn)(s), rtol=2e-5, atol=2e-6,
+    np.testing.assert_allclose(jax.jit(fn)(ss), jax.jit(fn)(s), rtol=1e-4, atol=1e-5,
                                err_msg=name)
   grad_fn = jax.jit(jax.grad(lambda z, p: M.trace_covariance_logm(z, p, method="taylor")))
   np.testing.assert_allclose(grad_fn(zs, ps), grad_fn(z, p), rtol=2e-5, atol=2e-6)

@@ -10,6 +10,7 @@ from mssl import pretraining, train
 from helpers import load_config, small
 
 
+@pytest.mark.slow
 def test_finished_workdir_keeps_its_results_unless_asked_to_reevaluate(tfds_dir, tmp_path):
   config = small(load_config("simclr_r18_cifar", "runlocal"), tfds_dir, total_steps=2,
                  checkpoint_every=2, eval_every=2, **{"model.name": "vit_micro",

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from helpers import ROOT
+from helpers import FAST_COMPILE, ROOT
 from mssl import writers
 
 MARK = "<!-- readme-test: cpu -->"
@@ -81,7 +81,7 @@ def test_every_marked_command_is_in_a_group():
 @pytest.mark.slow
 @pytest.mark.parametrize("group", sorted(GROUPS))
 def test_readme_cpu_commands_run(group, tmp_path, tfds_dir):
-  env = dict(os.environ, PYTHONPATH=str(ROOT), TFDS_DATA_DIR=tfds_dir, XLA_FLAGS="",
+  env = dict(os.environ, PYTHONPATH=str(ROOT), TFDS_DATA_DIR=tfds_dir, XLA_FLAGS=FAST_COMPILE,
              MPLBACKEND="Agg", MSSL_COLAB_OUT=str(tmp_path / "colab"),
              PYTHON=sys.executable)
   commands = [c for c in marked_commands((ROOT / "README.md").read_text())

@@ -16,8 +16,8 @@ import pytest
 from mssl import sharding
 from mssl.steps import two_view
 
-from helpers import (BATCH_STATS, LATER_METRICS, ROOT, STEP_METRICS, assert_same_updates,
-                     flat, load_config, small)
+from helpers import (BATCH_STATS, FAST_COMPILE, LATER_METRICS, ROOT, STEP_METRICS,
+                     assert_same_updates, flat, load_config, small)
 
 
 def test_the_mesh_is_one_data_axis_over_the_devices_given():
@@ -108,14 +108,14 @@ def test_two_processes_train_together_like_one(tmp_path):
   script = ROOT / "tests" / "multiprocess_step.py"
   port = _free_port()
   env = dict(os.environ, PYTHONPATH=str(ROOT),
-             XLA_FLAGS="--xla_force_host_platform_device_count=2")
+             XLA_FLAGS="--xla_force_host_platform_device_count=2 " + FAST_COMPILE)
   procs = [subprocess.Popen([sys.executable, str(script), str(i), "2", str(port),
                              str(tmp_path / f"proc{i}.npz")], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
            for i in range(2)]
   logs = [p.communicate(timeout=300)[0] for p in procs]
   assert all(p.returncode == 0 for p in procs), "\n".join(l[-2000:] for l in logs)
-  env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+  env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4 " + FAST_COMPILE
   single = subprocess.run([sys.executable, str(script), "0", "1", "0",
                            str(tmp_path / "single.npz")], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)

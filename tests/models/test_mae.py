@@ -9,7 +9,7 @@ import pytest
 from mssl import models
 from mssl.models.mae import gather_tokens
 
-from helpers import param_count
+from helpers import jit_apply, jit_init, param_count
 
 
 def test_mae_parameter_count():
@@ -43,17 +43,17 @@ def test_mae_forward():
   model = models.mae("micro", patch_size=8, image_size=32, decoder_width=32,
                      decoder_depth=2, decoder_heads=2)
   x = jnp.asarray(np.random.default_rng(5).uniform(size=(4, 32, 32, 3)), jnp.float32)
-  variables = model.init(jax.random.key(0), x, jax.random.key(1))
-  out = model.apply(variables, x, jax.random.key(2))
+  variables = jit_init(model, jax.random.key(0), x, jax.random.key(1))
+  out = jit_apply(model, variables, x, jax.random.key(2))
   assert out.pred.shape == out.target.shape == (4, 16, 192)
   assert out.cls.shape == (4, 64)
   np.testing.assert_array_equal(np.asarray(out.mask).sum(1), 12)
   # Targets are normalised per patch.
   np.testing.assert_allclose(np.asarray(out.target).mean(-1), 0.0, atol=1e-4)
   # The CLS feature depends on which patches are visible.
-  out2 = model.apply(variables, x, jax.random.key(3))
+  out2 = jit_apply(model, variables, x, jax.random.key(3))
   assert not np.allclose(out.cls, out2.cls)
-  encoded = model.apply(variables, x, method=models.MAE.encode)
+  encoded = jit_apply(model, variables, x, method=models.MAE.encode)
   assert encoded.shape == (4, 64)
 
 

@@ -10,6 +10,8 @@ import pytest
 from mssl import models
 from mssl.models.vit import PatchEmbedding, dot_product_attention, padded_attention
 
+from helpers import jit_apply, jit_init
+
 
 def test_patchify_roundtrip_and_layout():
   x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 32, 32, 3)), jnp.float32)
@@ -23,11 +25,12 @@ def test_patchify_roundtrip_and_layout():
 def test_drop_path_is_random_in_training_only():
   model = models.encoder("vit_micro", patch_size=8, image_size=32, drop_path=0.5)
   x = jnp.ones((8, 32, 32, 3))
-  variables = model.init(jax.random.key(0), x)
-  eval_a = model.apply(variables, x, train=False)
-  np.testing.assert_array_equal(eval_a, model.apply(variables, x, train=False))
-  train_a = model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)})
-  train_b = model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(2)})
+  variables = jit_init(model, jax.random.key(0), x)
+  eval_a = jit_apply(model, variables, x, train=False)
+  np.testing.assert_array_equal(eval_a, jit_apply(model, variables, x, train=False))
+  forward = jax.jit(lambda key: model.apply(variables, x, train=True,
+                                            rngs={"dropout": key}))
+  train_a, train_b = forward(jax.random.key(1)), forward(jax.random.key(2))
   assert not np.allclose(train_a, train_b)
 
 

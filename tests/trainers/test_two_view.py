@@ -41,6 +41,7 @@ def test_every_objective_runlocal(method, tfds_dir, tmp_path):
   assert saved["objective"] == method
 
 
+@pytest.mark.slow
 def test_end_to_end_on_mock_tfds(tmp_path):
   config = load_config("simclr_r18_cifar", "cifar10,runlocal")
   config.data.dataset = "cifar10"
