@@ -46,7 +46,7 @@ def test_matrix_toolkit_notebook(tmp_path, tfds_dir):
   assert "Taylor logarithm" in out
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=45)
 def test_quickstart_notebook(tmp_path, tfds_dir):
   out = run_notebook("quickstart.ipynb", tmp_path, tfds_dir)
   workdir = tmp_path / "quickstart"

@@ -114,7 +114,7 @@ def test_finished_run_reports_it_without_training(tmp_path):
 
 
 # ------------------------------------------------------------ resume -------------------
-@pytest.mark.slow
+@pytest.mark.slow(seconds=60)
 def test_resume_in_a_new_process_matches_straight_run(tfds_dir, tmp_path):
   """N steps straight == k steps, then a new process resuming from the workdir to N."""
   overrides = ["--config.data.data_dir=" + tfds_dir, "--config.data.image_size=16",
@@ -141,7 +141,7 @@ def test_resume_in_a_new_process_matches_straight_run(tfds_dir, tmp_path):
   jax.tree_util.tree_map(np.testing.assert_array_equal, got, want)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=45)
 def test_sigkill_mid_run_resumes_from_last_checkpoint(tfds_dir, tmp_path):
   workdir = tmp_path / "run"
   args = ["--config=configs/byol_r18_cifar.py:runlocal", f"--workdir={workdir}",

@@ -78,7 +78,7 @@ def test_every_marked_command_is_in_a_group():
   assert grouped == commands
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=65)
 @pytest.mark.parametrize("group", sorted(GROUPS))
 def test_readme_cpu_commands_run(group, tmp_path, tfds_dir):
   env = dict(os.environ, PYTHONPATH=str(ROOT), TFDS_DATA_DIR=tfds_dir, XLA_FLAGS=FAST_COMPILE,

@@ -51,7 +51,7 @@ def test_encoder_output_shapes(name, kwargs, image, width):
 
 def test_zero_init_residual_makes_blocks_start_as_identity():
   model = models.encoder("resnet18", stem="cifar", zero_init_residual=True)
-  variables = model.init(jax.random.key(0), jnp.ones((1, 32, 32, 3)), train=False)
+  variables = jit_init(model, jax.random.key(0), jnp.ones((1, 32, 32, 3)), train=False)
   scales = [v["scale"] for k, v in variables["params"]["stage1_block1"].items()
             if k.startswith("BatchNorm")]
   assert float(jnp.abs(scales[-1]).max()) == 0.0 and float(scales[0].min()) == 1.0

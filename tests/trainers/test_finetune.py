@@ -32,7 +32,7 @@ def test_data_fields_left_none_come_from_the_pretraining_run(tmp_path):
   assert pre_config.data.preset == "simclr_cifar"                # the saved one untouched
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=80)
 def test_linear_probe_and_finetune_from_an_mmae_checkpoint(pretrained, tmp_path):
   workdir = str(pretrained["mmae"][0])
   embed = export.load_encoder(workdir)

@@ -62,7 +62,7 @@ def test_end_to_end_on_mock_tfds(tmp_path):
 
 
 # ------------------------------------------------------------ the quickstart learns ----
-@pytest.mark.slow
+@pytest.mark.slow(seconds=130)
 def test_quickstart_recipe_beats_random_init(tfds_dir, tmp_path):
   """The README's quickstart command, shortened to 500 of its 2000 steps (~3 min), already
   puts the pretrained encoder clearly above the same encoder at random initialisation
