@@ -36,13 +36,18 @@ case "${1:-}" in
     gcloud compute tpus tpu-vm create "$TPU_NAME" --project="$PROJECT" --zone="$ZONE" \
       --accelerator-type="$ACCELERATOR" --version="$RUNTIME" ;;
   setup)
-    ssh_all "set -e; [ -d mssl ] || git clone $REPO mssl; cd mssl && git pull && \
+    printf -v REPO_Q '%q' "$REPO"
+    ssh_all "set -e; [ -d mssl ] || git clone $REPO_Q mssl; cd mssl && git pull && \
       python3 -m pip install -q -U pip && python3 -m pip install -q -e . 'jax[tpu]'" ;;
   run)
     CONFIG=$2; WORKDIR=$3; shift 3
-    ssh_all "cd mssl && TFDS_DATA_DIR=$DATA_DIR python3 -m mssl.main \
-      --config=$CONFIG --workdir=$WORKDIR --config.data.data_dir=$DATA_DIR \
-      --config.distributed.initialize=True $* 2>&1 | tee -a ~/mssl_run.log" ;;
+    # ssh carries one command string: every value in it is quoted for the remote bash
+    # (printf %q), so a workdir or flag is passed as it is and never run as shell.
+    printf -v ARGS '%q ' --config="$CONFIG" --workdir="$WORKDIR" \
+      --config.data.data_dir="$DATA_DIR" --config.distributed.initialize=True "$@"
+    printf -v DATA '%q' "$DATA_DIR"
+    ssh_all "cd mssl && TFDS_DATA_DIR=$DATA python3 -m mssl.main $ARGS 2>&1 \
+      | tee -a ~/mssl_run.log" ;;
   delete)
     gcloud compute tpus tpu-vm delete "$TPU_NAME" --project="$PROJECT" --zone="$ZONE" --quiet ;;
   *)
