@@ -12,7 +12,6 @@ BatchNorm statistics) and returns its pooled features (no projector).
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Callable, Optional
 
@@ -23,14 +22,14 @@ import numpy as np
 
 from mssl import checkpoint as ckpt_lib
 from mssl import losses
+from mssl import workdir as workdir_lib
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: {workdir!r} is not a pretraining workdir.")
-  with open(path, encoding="utf-8") as f:
-    return ml_collections.ConfigDict(json.load(f))
+  return ml_collections.ConfigDict(workdir_lib.read_json(path))
 
 
 def _abstract_variables(config, num_classes: int):
@@ -97,8 +96,11 @@ def embed_outputs(network):
 
 def load_run_info(workdir: str) -> dict:
   """What the run derived from its data (``num_classes``, ``total_steps``)."""
-  with open(os.path.join(workdir, "run.json"), encoding="utf-8") as f:
-    return json.load(f)
+  path = os.path.join(workdir, "run.json")
+  info = workdir_lib.read_json(path)
+  if info is None:
+    raise FileNotFoundError(f"{path} not found: {workdir!r} holds no started run.")
+  return info
 
 
 def load_encoder(workdir: str, step: Optional[int] = None,

@@ -194,11 +194,7 @@ def write_results(workdir: str, results: dict) -> None:
 
 def read_results(workdir: str):
   """The workdir's ``results.json`` as a dict, or None."""
-  path = os.path.join(workdir, "results.json")
-  if not os.path.exists(path):
-    return None
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
+  return workdir_lib.read_json(os.path.join(workdir, "results.json"))
 
 
 def to_floats(metrics) -> dict:

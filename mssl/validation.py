@@ -49,6 +49,48 @@ def _check_optimizer_and_length(config, check) -> None:
         f"config.total_steps={config.total_steps} (-1: the length is set in epochs).")
 
 
+def _is_int(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_domains(config, check) -> None:
+  """The numeric fields whose out-of-domain values used to train on and report wrong
+  numbers (kNN with k=0, an untrained probe, a negative warm-up) or fail deep inside
+  TensorFlow or the model (a zero shuffle buffer, crop fraction or width)."""
+  ev, d = config.eval, config.data
+  check(_is_int(ev.knn_k) and ev.knn_k >= 1, f"config.eval.knn_k={ev.knn_k!r} is not "
+        "allowed; allowed: an integer >= 1 (neighbours that vote).")
+  check(_is_int(ev.probe_epochs) and ev.probe_epochs >= 1,
+        f"config.eval.probe_epochs={ev.probe_epochs!r} is not allowed; allowed: an "
+        "integer >= 1 (0 would report an untrained probe).")
+  for group, field in (("optimizer", "warmup_epochs"), ("eval", "probe_warmup_epochs")):
+    value = config[group].get(field, 0.0)
+    check(value >= 0, f"config.{group}.{field}={value!r} is not allowed; allowed: >= 0 "
+          "epochs (0: no warm-up).")
+  check(_is_int(d.shuffle_buffer) and d.shuffle_buffer >= 1,
+        f"config.data.shuffle_buffer={d.shuffle_buffer!r} is not allowed; allowed: an "
+        "integer >= 1 (examples held by tf.data's shuffle).")
+  check(0.0 < d.eval_crop_fraction <= 1.0,
+        f"config.data.eval_crop_fraction={d.eval_crop_fraction!r} is not allowed; allowed: "
+        "(0, 1] (the centre crop's share of the resized eval image).")
+  if config.model.name.startswith("resnet"):
+    width = config.model.get("width", 64)
+    check(_is_int(width) and width >= 1, f"config.model.width={width!r} is not allowed; "
+          "allowed: an integer >= 1 (the ResNet's base width).")
+  overrides = d.get("preset_overrides") or {}
+  for field in ("crop_scale", "crop_ratio"):
+    value = overrides.get(field)
+    if value is None:
+      continue
+    pair = isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        isinstance(v, (int, float)) for v in value)
+    low, high = ((0.0, 1.0) if field == "crop_scale" else (0.0, float("inf")))
+    check(pair and low < value[0] <= value[1] <= high,
+          f"config.data.preset_overrides.{field}={value!r} is not allowed; allowed: a "
+          f"pair (min, max) with {low:g} < min <= max"
+          + (f" <= {high:g}" if field == "crop_scale" else "") + ".")
+
+
 def _check_masked_image(config, check) -> None:
   """The M-MAE / U-MAE / MAE pipeline: a ViT, one view, a mask ratio, known loss keys."""
   objective = config.objective
@@ -183,6 +225,7 @@ def validate(config, *, device_count: int | None = None,
     check(config.data.image_size > 0,
           f"config.data.image_size={config.data.image_size} must be a positive number of "
           "pixels.")
+    _check_domains(config, check)
 
   if config.mode == "finetune":
     f = config.finetune

@@ -7,6 +7,9 @@
 * :func:`check_same_run`: a workdir with checkpoints belongs to the config saved in its
   ``config.json``; resuming it with a config that changes the model, heads, objective or
   data is an error listing the fields that differ (and nothing is moved).
+* :func:`read_json`: the one reader of the JSON files a run writes into its workdir
+  (``config.json``, ``run.json``, ``results.json``): a file that is not a JSON object is a
+  :class:`WorkdirError` naming the file, what is wrong with it and the fix.
 """
 
 from __future__ import annotations
@@ -29,6 +32,43 @@ IDENTITY_FIELDS = ("mode", "objective", "loss", "model", "projector", "predictor
 
 class WorkdirError(RuntimeError):
   """The workdir cannot be used by this run (in use, or holding another run)."""
+
+
+# What to do about a workdir file that cannot be read, by file name.
+_FIXES = {
+    "config.json": "it is the config the checkpoints were trained with: restore it from "
+                   "a copy, or start a new workdir",
+    "run.json": "it records what the run derived from its data (class count, step "
+                "count): restore it from a copy, or start a new workdir",
+    "results.json": "delete it, or rerun with --config.eval.reevaluate=True: the last "
+                    "checkpoint is evaluated again and the file written anew",
+}
+
+
+def read_json(path: str):
+  """The JSON object in ``path`` as a dict, or None when there is no such file. A file
+  that cannot be read, is not JSON (an interrupted write, an edit) or holds no object is
+  a :class:`WorkdirError` that names it and says what to do."""
+  name = os.path.basename(path)
+  fix = _FIXES.get(name, "restore it from a copy, or start a new workdir")
+  try:
+    with open(path, encoding="utf-8") as f:
+      text = f.read()
+  except FileNotFoundError:
+    return None
+  except OSError as error:
+    raise WorkdirError(f"{path} cannot be read ({error.strerror}); {fix}.") from None
+  try:
+    value = json.loads(text)
+  except json.JSONDecodeError as error:
+    what = "is empty" if not text.strip() else (
+        f"is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}; "
+        "a run killed while writing it, or an edit)")
+    raise WorkdirError(f"{path} {what}; {fix}.") from None
+  if not isinstance(value, dict):
+    raise WorkdirError(f"{path} holds a JSON {type(value).__name__}, not an object; "
+                       f"{fix}.")
+  return value
 
 
 def _is_local(path: str) -> bool:
@@ -148,8 +188,7 @@ def check_same_run(workdir: str, config, has_checkpoints: bool) -> None:
   path = os.path.join(workdir, "config.json")
   if not has_checkpoints or not os.path.exists(path):
     return
-  with open(path, encoding="utf-8") as f:
-    saved = json.load(f)
+  saved = read_json(path)
   differences = config_differences(saved, config)
   if differences:
     raise WorkdirError(

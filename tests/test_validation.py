@@ -133,3 +133,46 @@ def test_masked_image_config_validation(tfds_dir):
                    "center, lam, mu, reference_world_size.",
                    "config.mae.mask_ratio=1.0"):
     assert expected in message, message
+
+
+PAIR = "a pair (min, max) with 0 < min <= max"
+
+
+# Values that used to train to exit 0 with wrong numbers (kNN 9.6% with k=0, an untrained
+# probe reported at 9.57%, lr 4.7e-7 from a warm-up of -1) or die deep inside TensorFlow
+# (shuffle buffer 0), the model (width 0: ZeroDivisionError) or the crop (a scalar scale).
+@pytest.mark.parametrize("key,value,allowed", [
+    ("eval.knn_k", 0, "an integer >= 1"),
+    ("eval.probe_epochs", 0, "an integer >= 1"),
+    ("optimizer.warmup_epochs", -1.0, ">= 0 epochs"),
+    ("eval.probe_warmup_epochs", -0.5, ">= 0 epochs"),
+    ("data.shuffle_buffer", 0, "an integer >= 1"),
+    ("data.eval_crop_fraction", 0.0, "(0, 1]"),
+    ("data.eval_crop_fraction", 1.5, "(0, 1]"),
+    ("model.width", 0, "an integer >= 1"),
+    ("data.preset_overrides.crop_scale", (0.5,), f"{PAIR} <= 1"),
+    ("data.preset_overrides.crop_scale", (0.5, 1.2), f"{PAIR} <= 1"),
+    ("data.preset_overrides.crop_ratio", (2.0, 1.0), f"{PAIR}."),
+])
+def test_fields_outside_their_domain_fail_naming_value_and_domain(key, value, allowed):
+  config = load_config("quickstart")
+  *path, last = key.split(".")
+  target = config
+  for part in path:
+    target = target[part]
+  target[last] = value
+  with pytest.raises(validation.ConfigError) as info:
+    validation.validate(config, device_count=1, process_count=1)
+  message = str(info.value)
+  assert f"config.{key}={value!r} is not allowed; allowed: {allowed}" in message, message
+  assert message.count("\n  - ") == 1, message  # only this field
+
+
+def test_the_default_domains_accept_every_config():
+  """The new domain checks reject none of the shipped recipes (their runlocal variants
+  are validated in full by tests/test_configs.py)."""
+  for name in ("quickstart", "mssl_r50", "mmae_shapes", "vicreg_r18_cifar", "mae_vitb"):
+    config = load_config(name)
+    problems = []
+    validation._check_domains(config, lambda ok, message: ok or problems.append(message))
+    assert problems == [], (name, problems)

@@ -12,7 +12,7 @@ import pytest
 from mssl import workdir as workdir_lib
 
 from fake_job import fake_config, run
-from helpers import ROOT
+from helpers import ROOT, load_config
 
 
 # ------------------------------------------------------------ the saved config ---------
@@ -98,3 +98,31 @@ def test_compilation_cache_directory_follows_the_config(tmp_path):
   config.compilation_cache_dir = None
   assert workdir_lib.enable_compilation_cache(config, str(tmp_path)) == own
   assert jax.config.jax_compilation_cache_dir == own
+
+
+@pytest.mark.parametrize("name,text,what", [
+    ("config.json", '{"objective": "matrix_ssl", "mo', "is not valid JSON (Unterminated"),
+    ("run.json", "", "is empty"),
+    ("results.json", "[1, 2]", "holds a JSON list, not an object"),
+])
+def test_a_workdir_file_that_is_not_a_json_object_is_named_with_its_fix(tmp_path, name,
+                                                                        text, what):
+  path = tmp_path / name
+  assert workdir_lib.read_json(str(path)) is None  # absent
+  path.write_text(text)
+  with pytest.raises(workdir_lib.WorkdirError) as info:
+    workdir_lib.read_json(str(path))
+  message = str(info.value)
+  assert message.startswith(f"{path} {what}"), message
+  fix = {"config.json": "start a new workdir", "run.json": "start a new workdir",
+         "results.json": "--config.eval.reevaluate=True"}[name]
+  assert fix in message, message
+  path.write_text('{"a": 1}')
+  assert workdir_lib.read_json(str(path)) == {"a": 1}
+
+
+def test_resuming_on_a_corrupt_config_json_is_one_error_not_a_traceback(tmp_path):
+  (tmp_path / "config.json").write_text('{"objective": ')
+  with pytest.raises(workdir_lib.WorkdirError, match=r"config.json is not valid JSON"):
+    workdir_lib.check_same_run(str(tmp_path), load_config("quickstart"),
+                               has_checkpoints=True)

@@ -5,6 +5,7 @@ import json
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from mssl import writers
 
@@ -48,3 +49,30 @@ def test_only_the_main_process_writes_metrics_and_events(tmp_path):
     assert writers.read_jsonl(str(workdir / "metrics.jsonl")) == (
         [{"step": 1, "loss": 0.5}] if is_main else [])
     assert bool(list(workdir.glob("events.out.tfevents*"))) == is_main
+
+
+def test_a_last_line_cut_short_is_dropped_and_the_next_run_appends_on_a_new_line(
+    tmp_path, caplog):
+  """A SIGKILL can stop a write anywhere: the cut line is dropped with a warning, and
+  the resumed run's records do not glue onto it."""
+  path = tmp_path / "metrics.jsonl"
+  path.write_text('{"step": 1, "loss": 3.0}\n{"step": 2, "loss": 2.0}\n{"step": 3, "lo')
+  with caplog.at_level("WARNING"):
+    assert writers.read_jsonl(str(path)) == [{"step": 1, "loss": 3.0},
+                                             {"step": 2, "loss": 2.0}]
+  assert any("dropped its last line 3" in r.getMessage() for r in caplog.records)
+  resumed = writers.JsonlWriter(str(path))
+  resumed.write_scalars(3, {"loss": 1.0})
+  resumed.close()
+  assert writers.read_jsonl(str(path))[-1] == {"step": 3, "loss": 1.0}
+  assert path.read_text().splitlines()[-1] == '{"step": 3, "loss": 1.0}'
+
+
+def test_a_broken_line_before_the_last_is_an_error_naming_the_file_and_line(tmp_path):
+  path = tmp_path / "metrics.jsonl"
+  path.write_text('{"step": 1, "loss": 3.0}\nnot json\n{"step": 3, "loss": 1.0}\n')
+  with pytest.raises(ValueError, match=r"metrics.jsonl, line 2, is not a metrics record"):
+    writers.read_jsonl(str(path))
+  path.write_text('{"step": 1}\n{"loss": 2.0}\n{"step": 3}\n')  # JSON, but no step
+  with pytest.raises(ValueError, match=r"line 2, is not a metrics record"):
+    writers.read_jsonl(str(path))
