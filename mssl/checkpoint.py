@@ -81,10 +81,13 @@ def fingerprint(tree: Any) -> int:
 class Checkpointer:
   """Save / restore ``(state pytree, JSON metadata)`` pairs under ``directory``."""
 
-  def __init__(self, directory: str, *, max_to_keep: int = 3, asynchronous: bool = True):
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
-                                           enable_async_checkpointing=asynchronous,
-                                           create=True, cleanup_tmp_directories=True)
+  def __init__(self, directory: str, *, max_to_keep: int = 3, asynchronous: bool = True,
+               read_only: bool = False):
+    """``read_only``: for readers of another run's workdir (export, evaluation): nothing
+    is created, cleaned up or deleted there."""
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, enable_async_checkpointing=asynchronous,
+        create=not read_only, cleanup_tmp_directories=not read_only, read_only=read_only)
     self.directory = directory
     self._manager = ocp.CheckpointManager(directory, options=options)
 

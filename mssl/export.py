@@ -57,7 +57,7 @@ def load_variables(workdir: str, step: Optional[int] = None):
   Only those subtrees of the checkpointed state are read (not the optimiser state or an
   EMA teacher); the newest checkpoint that reads is used, or ``step``."""
   config = load_config(workdir)
-  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
   steps = checkpointer.all_steps()
   if not steps:
     raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints.")

@@ -48,6 +48,53 @@ class NonFiniteLossError(FloatingPointError):
   step, the objective's components and the newest good checkpoint."""
 
 
+class Interrupted(RuntimeError):
+  """SIGTERM or SIGINT stopped the run at a step boundary, after saving that step."""
+
+  def __init__(self, message: str, signum: int):
+    super().__init__(message)
+    self.signum = signum
+
+
+class StopSignals:
+  """``with StopSignals() as signals:`` notes SIGTERM (a scheduler's preemption notice:
+  Slurm, Kubernetes, Docker) and SIGINT (Ctrl-C) in a one-process run instead of dying at
+  once, so the loop saves at the next step boundary and stops (``signals.received``). A
+  second Ctrl-C stops at once. Several processes stop together through Orbax's preemption
+  sync instead (a signal to one process must not make it leave the others), so there, and
+  outside the main thread, nothing is installed."""
+
+  SIGNALS = ("SIGTERM", "SIGINT")
+
+  def __init__(self):
+    self.received = None  # the signal's number, once one arrived
+    self._previous = {}
+
+  def _note(self, signum, frame):
+    import signal
+    if self.received == signum == signal.SIGINT:  # Ctrl-C twice: stop now
+      raise KeyboardInterrupt
+    self.received = signum
+    logging.warning("%s received: saving at the end of this step, then stopping",
+                    signal.Signals(signum).name)
+
+  def __enter__(self):
+    import signal
+    import threading
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+      for name in self.SIGNALS:
+        number = getattr(signal, name)
+        self._previous[number] = signal.signal(number, self._note)
+    return self
+
+  def __exit__(self, *exc):
+    import signal
+    for number, handler in self._previous.items():
+      signal.signal(number, handler)
+    self._previous.clear()
+    return False
+
+
 class CheckpointWriteError(OSError):
   """A checkpoint could not be written (e.g. a full disk); the message names the workdir
   and the newest good checkpoint."""
@@ -247,7 +294,9 @@ def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
   eval_metrics: dict = {}
   started = time.time()
   pending = None  # (step, metrics) checked once the next step is dispatched
+  signals = StopSignals()
   try:
+    signals.__enter__()
     for step in range(start_step + 1, total + 1):
       state, metrics = job.train_step(state, next(batches))
       if pending is not None:  # the previous step's loss, without stalling the device
@@ -257,7 +306,7 @@ def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
       is_last = step == total
       stopping = config.stop_after > 0 and step - start_step >= config.stop_after
       save_now = (step % config.checkpoint_every == 0 or is_last or stopping
-                  or checkpointer.reached_preemption(step))
+                  or signals.received is not None or checkpointer.reached_preemption(step))
       if step % config.log_every == 0 or save_now:
         host_metrics = to_floats(metrics)
         check_finite(step, host_metrics, job.objective, last_checkpoint)
@@ -275,6 +324,12 @@ def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
         except Exception as error:  # an async write error surfaces at the next save
           raise checkpoint_write_error(error, checkpointer, step) from None
         last_checkpoint = step
+        if signals.received is not None and not is_last:
+          import signal
+          name = signal.Signals(signals.received).name
+          raise Interrupted(f"stopped by {name} at step {step} of {total}: checkpoint "
+                            f"{step} saved in {checkpointer.directory}; run again with the "
+                            "same workdir to resume", signals.received)
         if checkpointer.reached_preemption(step) or stopping:
           logging.warning("stopping at step %d (%s): checkpoint saved; run again with the "
                           "same workdir to resume", step,
@@ -283,10 +338,12 @@ def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
     writer.flush()
   except BaseException:
     try:  # the original error is the one to report
-      checkpointer.close()
+      checkpointer.close()  # waits for the last save (the one an Interrupted made)
     except Exception as error:  # pragma: no cover - a second failure while stopping
       logging.warning("closing the checkpointer also failed: %s", str(error)[:200])
     raise
+  finally:
+    signals.__exit__()
   try:
     checkpointer.close()  # waits for the last asynchronous save
   except Exception as error:

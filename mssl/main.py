@@ -226,7 +226,8 @@ def _expected_errors() -> tuple:
   """Errors that end a run with their message alone (it says what to do)."""
   from mssl import checkpoint, loop, validation, workdir
   return (validation.ConfigError, loop.NonFiniteLossError, loop.CheckpointWriteError,
-          workdir.WorkdirError, checkpoint.CheckpointStructureError, CommandLineError)
+          workdir.WorkdirError, checkpoint.CheckpointStructureError, CommandLineError,
+          loop.Interrupted)
 
 
 def main(argv):
@@ -247,7 +248,9 @@ def main(argv):
     train.train_and_evaluate(config, _WORKDIR.value)
   except expected as error:
     logging.error("%s: %s", type(error).__name__, error)
-    sys.exit(1)
+    # A stop by a signal exits as the signal would have (128 + its number), so a
+    # scheduler or shell still sees an interrupted job.
+    sys.exit(128 + error.signum if hasattr(error, "signum") else 1)
 
 
 if __name__ == "__main__":

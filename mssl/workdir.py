@@ -19,9 +19,13 @@ import json
 import logging
 import os
 import socket
+import time
 from typing import Optional
 
 LOCK_FILE = "run.lock"
+# A lock whose owner cannot be read is being written for at most a moment (it is created,
+# then its one line written); older than this, it is left over and taken over.
+UNREADABLE_LOCK_GRACE_S = 10.0
 
 # Config fields that define what a checkpoint holds and what the run optimises. Fields
 # outside these (length, logging, evaluation, checkpoint cadence) may change on resume.
@@ -97,9 +101,16 @@ class WorkdirLock:
   def _owner(self) -> Optional[dict]:
     try:
       with open(self.path, encoding="utf-8") as f:
-        return json.load(f)
+        owner = json.load(f)
+      return owner if isinstance(owner, dict) else None
     except (OSError, ValueError):
       return None
+
+  def _age(self) -> float:
+    try:
+      return time.time() - os.path.getmtime(self.path)
+    except OSError:
+      return 0.0
 
   def acquire(self) -> None:
     if not self.enabled:
@@ -111,7 +122,14 @@ class WorkdirLock:
       try:
         fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
       except FileExistsError:
-        owner = self._owner() or {}
+        owner = self._owner()
+        if owner is None and self._age() > UNREADABLE_LOCK_GRACE_S:
+          # Empty or not JSON, and not just being written: no owner can hold it.
+          logging.warning("taking over the lock %s, which names no owner (empty or not "
+                          "JSON, last written %.0f s ago).", self.path, self._age())
+          os.remove(self.path)
+          continue
+        owner = owner or {}
         same_host = owner.get("host") == me["host"]
         if same_host and isinstance(owner.get("pid"), int) and \
             not _process_exists(owner["pid"]):

@@ -70,3 +70,18 @@ def test_export_and_offline_linear_eval(tfds_dir, tmp_path):
   assert 0.0 <= results["linear_probe"] <= 1.0 and results["checkpoint_step"] == 2
   assert json.loads((tmp_path / "eval" / "results.json").read_text())["knn"] == \
       pytest.approx(results["knn"])
+
+
+def test_reading_a_workdir_creates_nothing_in_it(tmp_path):
+  """export only reads: a workdir without checkpoints stays without a checkpoints/."""
+  pretraining_workdir(tmp_path, step=3, seed=0)
+  before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+  export.load_variables(str(tmp_path))
+  assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+  empty = tmp_path / "empty"
+  (empty).mkdir()
+  (empty / "config.json").write_text((tmp_path / "config.json").read_text())
+  (empty / "run.json").write_text((tmp_path / "run.json").read_text())
+  with pytest.raises(FileNotFoundError, match="no checkpoint under"):
+    export.load_variables(str(empty))
+  assert not (empty / "checkpoints").exists()

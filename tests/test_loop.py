@@ -15,7 +15,7 @@ import pytest
 from mssl import checkpoint as ckpt_lib
 from mssl import loop, sharding, train
 
-from fake_job import fake_config, run, steps_on_disk
+from fake_job import FakeWriter, fake_config, run, steps_on_disk
 from helpers import FAST_MODEL, ROOT, load_config, params_of, run_main, small
 
 
@@ -141,9 +141,9 @@ def test_resume_in_a_new_process_matches_straight_run(tfds_dir, tmp_path):
   jax.tree_util.tree_map(np.testing.assert_array_equal, got, want)
 
 
-@pytest.mark.slow(seconds=45)
-def test_sigkill_mid_run_resumes_from_last_checkpoint(tfds_dir, tmp_path):
-  workdir = tmp_path / "run"
+def _signalled_run(tfds_dir, workdir, signum):
+  """Starts a 400-step run, sends ``signum`` once two checkpoints are on disk, and
+  returns (its command-line arguments, the process after it ended, its stderr)."""
   args = ["--config=configs/byol_r18_cifar.py:runlocal", f"--workdir={workdir}",
           "--config.data.data_dir=" + tfds_dir, "--config.data.image_size=16",
           "--config.batch_size=32", "--config.total_steps=400", "--config.checkpoint_every=2",
@@ -151,8 +151,9 @@ def test_sigkill_mid_run_resumes_from_last_checkpoint(tfds_dir, tmp_path):
           "--config.data.eval_split=test[:64]", "--config.data.knn_split=train[:64]",
           "--config.eval.batch_size=64", *FAST_MODEL]
   env = dict(os.environ, PYTHONPATH=str(ROOT))
+  log = open(workdir.parent / f"{workdir.name}.stderr", "w+")
   proc = subprocess.Popen([sys.executable, "-m", "mssl.main", *args], cwd=ROOT, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          stdout=subprocess.DEVNULL, stderr=log)
   checkpoints = workdir / "checkpoints"
   deadline = time.time() + 240
   try:
@@ -162,13 +163,14 @@ def test_sigkill_mid_run_resumes_from_last_checkpoint(tfds_dir, tmp_path):
       if len(done) >= 2:
         break
       time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(signum)
   finally:
-    proc.wait(timeout=30)
-  assert proc.returncode == -signal.SIGKILL
-  steps = ckpt_lib.Checkpointer(str(checkpoints)).all_steps()
-  assert steps, "no checkpoint was written before the kill"
-  last = steps[-1]
+    proc.wait(timeout=60)
+  log.seek(0)
+  return args, proc, log.read()
+
+
+def _resumes(args, checkpoints, last):
   resumed = run_main([a for a in args if "total_steps" not in a]
                      + [f"--config.total_steps={last + 2}"])
   assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -176,8 +178,35 @@ def test_sigkill_mid_run_resumes_from_last_checkpoint(tfds_dir, tmp_path):
   assert ckpt_lib.Checkpointer(str(checkpoints)).latest_step() == last + 2
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=45)
+def test_sigkill_mid_run_resumes_from_last_checkpoint(tfds_dir, tmp_path):
+  workdir = tmp_path / "run"
+  args, proc, _ = _signalled_run(tfds_dir, workdir, signal.SIGKILL)
+  assert proc.returncode == -signal.SIGKILL
+  steps = ckpt_lib.Checkpointer(str(workdir / "checkpoints")).all_steps()
+  assert steps, "no checkpoint was written before the kill"
+  _resumes(args, workdir / "checkpoints", steps[-1])
+
+
+@pytest.mark.slow(seconds=45)
+def test_sigterm_mid_run_saves_that_step_releases_the_lock_and_resumes(tfds_dir, tmp_path):
+  """The usual preemption notice in a one-process run (plain `python -m mssl.main`,
+  single-node Slurm, Docker, Kubernetes): the step in flight is saved, the lock released,
+  one line names the step, and the exit status is the signal's (128 + 15)."""
+  workdir = tmp_path / "run"
+  args, proc, stderr = _signalled_run(tfds_dir, workdir, signal.SIGTERM)
+  assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+  assert "Traceback" not in stderr, stderr[-3000:]
+  stopped = [line for line in stderr.splitlines() if "Interrupted: stopped by SIGTERM" in line]
+  assert len(stopped) == 1, stderr[-3000:]
+  last = ckpt_lib.Checkpointer(str(workdir / "checkpoints")).latest_step()
+  assert f"at step {last} of 400: checkpoint {last} saved" in stopped[0]
+  assert not (workdir / "run.lock").exists()
+  _resumes(args, workdir / "checkpoints", last)
+
+
 # ------------------------------------------------------------ NaN stop -----------------
+@pytest.mark.slow
 def test_stops_at_first_non_finite_loss_and_keeps_last_checkpoint(tfds_dir, tmp_path):
   config = small(load_config("vicreg_r18_cifar", "runlocal"), tfds_dir, total_steps=6,
                  checkpoint_every=1, eval_every=100, log_every=100,
@@ -192,3 +221,33 @@ def test_stops_at_first_non_finite_loss_and_keeps_last_checkpoint(tfds_dir, tmp_
   assert checkpointer.all_steps() == [1]
   params, step = params_of(tmp_path)
   assert step == 1 and all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(params))
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+def test_a_stop_signal_saves_at_the_next_step_and_the_next_run_resumes(tmp_path, name):
+  """A preemption notice (SIGTERM) or Ctrl-C (SIGINT) in a one-process run: the step in
+  flight ends, is saved, and the run stops with one error naming that step; the next run
+  resumes from it and trains to the end. Nothing else is lost."""
+  import signal
+  from fake_job import fake_job
+  job, mesh = fake_job(8)
+  step_fn, calls = job.train_step, []
+
+  def train_step(state, batch):  # the signal arrives while step 3 runs
+    calls.append(1)
+    if len(calls) == 3:
+      os.kill(os.getpid(), getattr(signal, name))
+    return step_fn(state, batch)
+  job.train_step = train_step
+  config = fake_config(checkpoint_every=100)  # no periodic save would keep step 3
+  handlers = {n: signal.getsignal(n) for n in (signal.SIGTERM, signal.SIGINT)}
+  with pytest.raises(loop.Interrupted) as info:
+    loop.run(config, str(tmp_path), job, mesh, FakeWriter())
+  assert f"stopped by {name} at step 3 of 8: checkpoint 3 saved" in str(info.value)
+  assert info.value.signum == getattr(signal, name)
+  assert steps_on_disk(tmp_path) == [3]
+  # The handlers are the process's own again once the loop has stopped.
+  assert {n: signal.getsignal(n) for n in handlers} == handlers
+  outcome = run(tmp_path, total_steps=8, config=config)
+  assert outcome.finished and int(outcome.state["step"]) == 8
+  assert steps_on_disk(tmp_path) == [3, 8]

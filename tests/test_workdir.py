@@ -126,3 +126,19 @@ def test_resuming_on_a_corrupt_config_json_is_one_error_not_a_traceback(tmp_path
   with pytest.raises(workdir_lib.WorkdirError, match=r"config.json is not valid JSON"):
     workdir_lib.check_same_run(str(tmp_path), load_config("quickstart"),
                                has_checkpoints=True)
+
+
+def test_a_lock_naming_no_owner_is_taken_over_once_it_is_not_being_written(tmp_path,
+                                                                           caplog):
+  """An empty run.lock (a kill between its creation and its one write) used to lock the
+  workdir for good ("in use by process ?")."""
+  lock = tmp_path / workdir_lib.LOCK_FILE
+  lock.write_text("")
+  with pytest.raises(workdir_lib.WorkdirError, match=r"in use by process \?"):
+    workdir_lib.WorkdirLock(str(tmp_path)).acquire()  # young: perhaps being written
+  old = lock.stat().st_mtime - 2 * workdir_lib.UNREADABLE_LOCK_GRACE_S
+  os.utime(lock, (old, old))
+  with caplog.at_level("WARNING"), workdir_lib.WorkdirLock(str(tmp_path)):
+    assert json.loads(lock.read_text())["pid"] == os.getpid()
+  assert any("names no owner" in r.getMessage() for r in caplog.records)
+  assert not lock.exists()
