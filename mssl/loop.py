@@ -232,6 +232,21 @@ def save_config(config, workdir: str, run_info: dict) -> None:
     json.dump(run_info, f, indent=2, sort_keys=True)
 
 
+def record_resume_changes(config, workdir: str, job: Job, step: int,
+                          changes: list[str]) -> None:
+  """A resume that changes fields the policy allows (``workdir.IDENTITY_FIELDS``: not
+  the model, objective, data, batch, seed or optimiser): names them in one line, saves
+  the config as it now runs, and records the change and the new length in run.json."""
+  logging.warning("resuming from step %d with changed fields (allowed on resume): %s",
+                  step, "; ".join(changes))
+  if jax.process_index() != 0:
+    return
+  info = workdir_lib.read_json(os.path.join(workdir, "run.json")) or dict(job.run_info)
+  info["total_steps"] = job.total_steps
+  info.setdefault("resumes", []).append({"step": step, "changes": changes})
+  save_config(config, workdir, info)
+
+
 def write_results(workdir: str, results: dict) -> None:
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:
@@ -266,13 +281,16 @@ def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
   state = job.state
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                        max_to_keep=config.keep_checkpoints)
-  workdir_lib.check_same_run(workdir, config, has_checkpoints=bool(checkpointer.all_steps()))
+  changes = workdir_lib.check_same_run(workdir, config,
+                                       has_checkpoints=bool(checkpointer.all_steps()))
   restored = checkpointer.restore_latest(ckpt_lib.abstract_like(state))
   position, start_step = 0, 0
   if restored is not None:
     start_step, state, meta = restored
     position = int(meta["data_position"])
     logging.info("resumed from step %d (input position %d)", start_step, position)
+    if changes:
+      record_resume_changes(config, workdir, job, start_step, changes)
   last_checkpoint = start_step if restored is not None else None
   iterator = data_lib.InputIterator(job.make_data, position)
   # The prefetcher reads ahead of the steps; the position saved with a checkpoint is the

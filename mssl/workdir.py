@@ -27,10 +27,12 @@ LOCK_FILE = "run.lock"
 # then its one line written); older than this, it is left over and taken over.
 UNREADABLE_LOCK_GRACE_S = 10.0
 
-# Config fields that define what a checkpoint holds and what the run optimises. Fields
-# outside these (length, logging, evaluation, checkpoint cadence) may change on resume.
+# The resume policy. Config fields that define what a checkpoint holds, what the run
+# optimises and its random streams: a resume that changes one is refused. Fields outside
+# these (length, logging, evaluation, checkpoint cadence, paths) may change on resume;
+# each change is named in one line and recorded in run.json.
 IDENTITY_FIELDS = ("mode", "objective", "loss", "model", "projector", "predictor", "mae",
-                   "teacher", "batch_size", "optimizer.name", "data.dataset",
+                   "teacher", "batch_size", "seed", "optimizer", "data.dataset",
                    "data.image_size", "data.num_views", "finetune")
 
 
@@ -177,16 +179,20 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
   return out
 
 
-def _identity(flat: dict) -> dict:
-  return {k: v for k, v in flat.items()
-          if any(k == f or k.startswith(f + ".") for f in IDENTITY_FIELDS)}
+def _is_identity(key: str) -> bool:
+  return any(key == f or key.startswith(f + ".") for f in IDENTITY_FIELDS)
 
 
-def config_differences(saved: dict, config) -> list[str]:
+def _identity(flat: dict, identity: bool = True) -> dict:
+  return {k: v for k, v in flat.items() if _is_identity(k) == identity}
+
+
+def config_differences(saved: dict, config, identity: bool = True) -> list[str]:
   """``"field: saved X, now Y"`` for every identity field that differs between a saved
-  ``config.json`` (as a dict) and ``config``."""
-  now = _identity(_flatten(json.loads(config.to_json_best_effort())))
-  before = _identity(_flatten(saved))
+  ``config.json`` (as a dict) and ``config`` (``identity=False``: every other field, the
+  changes a resume may make)."""
+  now = _identity(_flatten(json.loads(config.to_json_best_effort())), identity)
+  before = _identity(_flatten(saved), identity)
 
   def compared(key, other):
     # A field the other side lacks entirely is one added (or retired) since the save, at
@@ -200,12 +206,13 @@ def config_differences(saved: dict, config) -> list[str]:
           for k in keys if before.get(k) != now.get(k)]
 
 
-def check_same_run(workdir: str, config, has_checkpoints: bool) -> None:
+def check_same_run(workdir: str, config, has_checkpoints: bool) -> list[str]:
   """Raises :class:`WorkdirError` when ``workdir`` holds checkpoints of a run whose saved
-  config differs from ``config`` in a field of :data:`IDENTITY_FIELDS`."""
+  config differs from ``config`` in a field of :data:`IDENTITY_FIELDS`; else returns the
+  accepted changes (the other fields that differ, ``"field: saved X, now Y"``)."""
   path = os.path.join(workdir, "config.json")
   if not has_checkpoints or not os.path.exists(path):
-    return
+    return []
   saved = read_json(path)
   differences = config_differences(saved, config)
   if differences:
@@ -214,6 +221,7 @@ def check_same_run(workdir: str, config, has_checkpoints: bool) -> None:
         "from this config in fields that change the model, objective or data:\n  - "
         + "\n  - ".join(differences) + "\nResume with the saved values, or use a new "
         "workdir; no checkpoint was moved.")
+  return config_differences(saved, config, identity=False)
 
 
 def enable_compilation_cache(config, workdir: str) -> Optional[str]:

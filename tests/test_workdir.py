@@ -142,3 +142,27 @@ def test_a_lock_naming_no_owner_is_taken_over_once_it_is_not_being_written(tmp_p
     assert json.loads(lock.read_text())["pid"] == os.getpid()
   assert any("names no owner" in r.getMessage() for r in caplog.records)
   assert not lock.exists()
+
+
+def test_a_resume_may_change_length_and_cadence_naming_each_change(tmp_path, caplog):
+  """The resume policy: total_steps and the logging / evaluation / checkpoint cadence may
+  change (named in one line, recorded in run.json, config.json updated); the seed and
+  the optimiser may not (they used to change silently)."""
+  run(tmp_path, total_steps=4, config=fake_config(total_steps=4))
+  with caplog.at_level("WARNING"):
+    outcome = run(tmp_path, total_steps=6, config=fake_config(total_steps=6, log_every=2))
+  assert int(outcome.state["step"]) == 6
+  (line,) = [r.getMessage() for r in caplog.records if "changed fields" in r.getMessage()]
+  assert line.startswith("resuming from step 4 with changed fields (allowed on resume): ")
+  assert "log_every: saved 1, now 2" in line and "total_steps: saved 4, now 6" in line
+  info = json.loads((tmp_path / "run.json").read_text())
+  assert info["total_steps"] == 6
+  assert info["resumes"] == [{"step": 4, "changes": ["log_every: saved 1, now 2",
+                                                     "total_steps: saved 4, now 6"]}]
+  assert json.loads((tmp_path / "config.json").read_text())["total_steps"] == 6
+  for field, value in (("seed", 7), ("optimizer.base_lr", 0.125)):  # quickstart: 0, 0.5
+    config = fake_config(total_steps=8, log_every=2)
+    group, _, name = field.rpartition(".")
+    (config[group] if group else config)[name] = value
+    with pytest.raises(workdir_lib.WorkdirError, match=rf"- {field}: saved .*, now {value}"):
+      run(tmp_path, total_steps=8, config=config)
