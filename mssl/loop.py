@@ -228,8 +228,16 @@ def save_config(config, workdir: str, run_info: dict) -> None:
   """``config.json`` (the config as run) and ``run.json`` (what was derived from data)."""
   with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
     f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  with open(os.path.join(workdir, "run.json"), "w", encoding="utf-8") as f:
+  save_run_info(workdir, run_info)
+
+
+def save_run_info(workdir: str, run_info: dict) -> None:
+  """``run.json``, written whole to a temporary file, then renamed over the old one: a
+  kill never leaves it half written."""
+  path = os.path.join(workdir, "run.json")
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
     json.dump(run_info, f, indent=2, sort_keys=True)
+  os.replace(path + ".tmp", path)
 
 
 def record_resume_changes(config, workdir: str, job: Job, step: int,

@@ -42,3 +42,25 @@ def test_final_table_names_every_baseline_the_encoder_does_not_beat():
   assert "random init on the linear probe" not in table
   final.update({"pretrained/linear_probe": 0.95, "pretrained/knn": 0.96})
   assert "note" not in pretraining.format_results(final)
+
+
+@pytest.mark.slow
+def test_a_kill_during_the_final_evaluation_is_made_good_by_the_rerun(tfds_dir, tmp_path):
+  """A workdir trained to the end whose results.json was never written (SIGKILL during the
+  final evaluation): the rerun evaluates again and writes complete results, with the
+  training time the finished run recorded (it used to write no eval/* metric and
+  train_seconds=0.0)."""
+  config = small(load_config("simclr_r18_cifar", "runlocal"), tfds_dir, total_steps=2,
+                 checkpoint_every=2, eval_every=2, **{"model.name": "vit_micro",
+                                                      "model.patch_size": 4})
+  config.eval.final = True
+  config.eval.probe_epochs = 1
+  first = train.train_and_evaluate(config, str(tmp_path))
+  (tmp_path / "results.json").unlink()  # as if killed before it was written
+  again = train.train_and_evaluate(config, str(tmp_path))
+  assert set(again) == set(first)
+  assert first["train_seconds"] > 0
+  assert again["train_seconds"] == pytest.approx(first["train_seconds"])
+  assert again["eval/knn_accuracy"] == pytest.approx(first["eval/knn_accuracy"])
+  assert again["pretrained/knn"] == pytest.approx(first["pretrained/knn"])
+  assert json.loads((tmp_path / "results.json").read_text()) == pytest.approx(first)
