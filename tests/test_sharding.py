@@ -69,7 +69,10 @@ def test_sharded_step_equals_unsharded(tfds_dir, data_mesh):
   ResNet's time; matrix_ssl's projector and predictor have BatchNorm, so the batch
   statistics still have to be global (the ResNet's BN: tests/models/test_resnet.py)."""
   config = small(load_config("matrix_ssl_r18_cifar", "runlocal"), tfds_dir,
-                 **{"model.name": "vit_micro", "model.patch_size": 4})
+                 **{"model.name": "vit_micro", "model.patch_size": 4,
+                    # float views in, no augmentation in the step (its sharding:
+                    # tests/data/test_device_augment.py)
+                    "data.device_augment": False})
   network = two_view.build_network(config, 10)
   tx, schedule = two_view.make_optimizer(config, 10, 10)
   state = two_view.create_state(two_view.init_variables(network, 16, 0), tx, 0, ema_teacher=True)
