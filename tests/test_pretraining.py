@@ -10,13 +10,19 @@ from mssl import pretraining, train
 from helpers import load_config, small
 
 
-@pytest.mark.slow
-def test_finished_workdir_keeps_its_results_unless_asked_to_reevaluate(tfds_dir, tmp_path):
+def _finished_run_config(tfds_dir):
+  """Two steps of SimCLR on the micro ViT, then the final evaluation (a 1-epoch probe)."""
   config = small(load_config("simclr_r18_cifar", "runlocal"), tfds_dir, total_steps=2,
                  checkpoint_every=2, eval_every=2, **{"model.name": "vit_micro",
                                                       "model.patch_size": 4})
   config.eval.final = True
   config.eval.probe_epochs = 1
+  return config
+
+
+@pytest.mark.slow
+def test_finished_workdir_keeps_its_results_unless_asked_to_reevaluate(tfds_dir, tmp_path):
+  config = _finished_run_config(tfds_dir)
   first = train.train_and_evaluate(config, str(tmp_path))
   saved = (tmp_path / "results.json").read_text()
   assert first["train_seconds"] > 0 and "pretrained/linear_probe" in first
@@ -50,11 +56,7 @@ def test_a_kill_during_the_final_evaluation_is_made_good_by_the_rerun(tfds_dir, 
   final evaluation): the rerun evaluates again and writes complete results, with the
   training time the finished run recorded (it used to write no eval/* metric and
   train_seconds=0.0)."""
-  config = small(load_config("simclr_r18_cifar", "runlocal"), tfds_dir, total_steps=2,
-                 checkpoint_every=2, eval_every=2, **{"model.name": "vit_micro",
-                                                      "model.patch_size": 4})
-  config.eval.final = True
-  config.eval.probe_epochs = 1
+  config = _finished_run_config(tfds_dir)
   first = train.train_and_evaluate(config, str(tmp_path))
   (tmp_path / "results.json").unlink()  # as if killed before it was written
   again = train.train_and_evaluate(config, str(tmp_path))
