@@ -240,6 +240,12 @@ def save_run_info(workdir: str, run_info: dict) -> None:
   os.replace(path + ".tmp", path)
 
 
+def read_run_info(workdir: str, default: dict) -> dict:
+  """The workdir's ``run.json`` (a copy of ``default`` when there is none yet), to update
+  and write back with :func:`save_run_info`."""
+  return workdir_lib.read_json(os.path.join(workdir, "run.json")) or dict(default)
+
+
 def record_resume_changes(config, workdir: str, job: Job, step: int,
                           changes: list[str]) -> None:
   """A resume that changes fields the policy allows (``workdir.IDENTITY_FIELDS``: not
@@ -249,7 +255,7 @@ def record_resume_changes(config, workdir: str, job: Job, step: int,
                   step, "; ".join(changes))
   if jax.process_index() != 0:
     return
-  info = workdir_lib.read_json(os.path.join(workdir, "run.json")) or dict(job.run_info)
+  info = read_run_info(workdir, job.run_info)
   info["total_steps"] = job.total_steps
   info.setdefault("resumes", []).append({"step": step, "changes": changes})
   save_config(config, workdir, info)

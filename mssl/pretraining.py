@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 
 import jax
 
 from mssl import evaluate, sharding
 from mssl import evaluator as evaluator_lib
-from mssl import workdir as workdir_lib
 
 
 def pretrain(config, workdir: str, mesh, *, state, train_step, evaluator,
@@ -43,18 +41,17 @@ def pretrain(config, workdir: str, mesh, *, state, train_step, evaluator,
   outcome = loop.run(config, workdir, job, mesh, writer)
   state = outcome.state
   saved = loop.read_results(workdir)
-  run_json = os.path.join(workdir, "run.json")
   if outcome.finished and not outcome.already_finished and is_main:
     # Kept before the final evaluation, which a kill may interrupt: the rerun reads it.
-    info = workdir_lib.read_json(run_json) or dict(run_info)
-    loop.save_run_info(workdir, {**info, "train_seconds": outcome.train_seconds})
+    loop.save_run_info(workdir, {**loop.read_run_info(workdir, run_info),
+                                 "train_seconds": outcome.train_seconds})
   if outcome.already_finished and saved is None:
     # Trained to the end, but stopped before results.json (a kill during the final
     # evaluation): evaluate again, with the training time the finished run recorded.
     logging.warning("the workdir %s finished training (step %d) but holds no "
                     "results.json (stopped during its final evaluation?): evaluating it "
                     "again.", workdir, int(state["step"]))
-    recorded = (workdir_lib.read_json(run_json) or {}).get("train_seconds", 0.0)
+    recorded = loop.read_run_info(workdir, {}).get("train_seconds", 0.0)
     outcome = dataclasses.replace(outcome, train_seconds=recorded,
                                   eval_metrics=evaluate_and_keep_spectrum(state))
   if outcome.already_finished and saved is not None and not config.eval.get("reevaluate",

@@ -124,11 +124,11 @@ class WorkdirLock:
       try:
         fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
       except FileExistsError:
-        owner = self._owner()
-        if owner is None and self._age() > UNREADABLE_LOCK_GRACE_S:
+        owner, age = self._owner(), self._age()
+        if owner is None and age > UNREADABLE_LOCK_GRACE_S:
           # Empty or not JSON, and not just being written: no owner can hold it.
           logging.warning("taking over the lock %s, which names no owner (empty or not "
-                          "JSON, last written %.0f s ago).", self.path, self._age())
+                          "JSON, last written %.0f s ago).", self.path, age)
           os.remove(self.path)
           continue
         owner = owner or {}
