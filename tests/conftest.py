@@ -122,10 +122,10 @@ def tfds_dir(tmp_path_factory):
   return str(root)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_output():
-  """One forward pass of a tiny MAE (tests/losses/test_masked.py, tests/models/test_mae.py,
-  tests/steps/test_masked_image.py)."""
+  """One forward pass of a tiny MAE, computed once per worker (tests/losses/test_masked.py,
+  tests/models/test_mae.py, tests/steps/test_masked_image.py only read it)."""
   from helpers import jit_apply, jit_init, tiny_mae
   model = tiny_mae()
   images = jax.random.uniform(jax.random.key(0), (6, 16, 16, 3))
