@@ -276,8 +276,10 @@ CIFAR_DATASETS = {
     "stl10": dict(dataset="stl10", image_size=96, eval_split="test",
                   train_split="train+unlabelled", knn_split="train"),
 }
-# The words every CIFAR recipe takes: one dataset, and runlocal.
-CIFAR_WORDS = {**{name: bool for name in CIFAR_DATASETS}, "runlocal": bool}
+# The words every CIFAR recipe takes: one dataset, runlocal, and the CPU recipe on the
+# embedded dataset (``shapes``, with ``steps=N``).
+CIFAR_WORDS = {**{name: bool for name in CIFAR_DATASETS}, "runlocal": bool,
+               "shapes": bool, "steps": int}
 
 
 def cifar_dataset(words) -> str:
@@ -289,11 +291,13 @@ def cifar_dataset(words) -> str:
 
 
 def cifar_config(words, *, objective, loss, projector, predictor, optimizer, preset,
-                 ema=0.996):
+                 ema=0.996, shapes_recipe=None):
   """A ResNet-18 (CIFAR stem) recipe of solo-learn's CIFAR setting (batch 256, 1000
   epochs, 10 warm-up epochs), on the dataset ``words`` name, with the method's own
   ``loss`` values, heads, ``optimizer`` fields, augmentation ``preset`` and EMA base;
-  ``runlocal`` shrinks it last. Each experiment file states its recipe in one call."""
+  ``runlocal`` shrinks it last, ``shapes`` turns it into the CPU recipe of
+  :func:`shapes`, with the method's own changes to it (``shapes_recipe``). Each
+  experiment file states its recipe in one call."""
   c = get_config()
   c.objective = objective
   c.loss = loss_config(objective, **loss)
@@ -308,8 +312,62 @@ def cifar_config(words, *, objective, loss, projector, predictor, optimizer, pre
   c.data.eval_crop_fraction = 1.0
   # Blur is part of the 96 px recipes, not of the 32 px ones.
   c.data.preset = preset.replace("_cifar", "") if dataset == "stl10" else preset
+  if "steps" in words and "shapes" not in words:
+    raise ConfigArgError(f"config argument steps={words['steps']} is the length of the "
+                         "'shapes' CPU recipe; give it with shapes (e.g. shapes,steps=500) "
+                         "or set --config.total_steps.")
+  if "shapes" in words:
+    if "runlocal" in words or any(d in words for d in CIFAR_DATASETS):
+      raise ConfigArgError("config argument 'shapes' is a recipe of its own (the embedded "
+                           "dataset); it does not combine with 'runlocal' or a dataset.")
+    shapes(c, steps=words.get("steps", SHAPES_STEPS), **(shapes_recipe or {}))
   if "runlocal" in words:
     runlocal(c)
+  return c
+
+
+# The CPU budget of the two-view ``shapes`` recipes (the quickstart's): 2000 steps of 128.
+SHAPES_STEPS = 2000
+
+
+def shapes(c, *, steps=SHAPES_STEPS, loss=None, optimizer=None, augment=None,
+           ema=0.99, projector_width=256, predictor_hidden=128):
+  """The CPU recipe of a two-view config on the embedded dataset (``mssl_shapes/32``):
+  the quickstart's encoder and budget (a width-8 ResNet-18 with the CIFAR stem on 16 px
+  views, batch 128, ``steps`` steps with one warm-up epoch), heads of one hidden layer of
+  ``projector_width`` (the predictor's of ``predictor_hidden``) that keep the recipe's
+  bias and BN choices, crops of 50-100% of the image and colour jitter strong enough to
+  remove the per-image colour shortcut, and the final evaluation beside random
+  initialisation and raw pixels (docs/quickstart_tuning.md chose these). The method's own
+  changes: ``loss`` values, ``optimizer`` fields, ``augment`` (preset overrides) and the
+  EMA base.
+  Measured per objective by benchmarks/learning.py."""
+  c.data.update(dict(dataset="mssl_shapes/32", image_size=16, eval_crop_fraction=1.0,
+                     shuffle_buffer=2_000, cache="auto", autotune=False,
+                     eval_split="test[:2000]",
+                     knn_split="train[:5000]"))
+  c.data.preset = c.data.preset.replace("_cifar", "") + "_cifar"
+  c.data.preset_overrides = preset_overrides(**dict(
+      crop_scale=(0.5, 1.0),   # objects fill 30-46% of the image
+      # Colour is drawn per image and says nothing of the class: take it away.
+      brightness=0.8, contrast=0.8, saturation=0.8, hue=0.5, grayscale=0.8,
+      **(augment or {})))
+  c.model.update(dict(name="resnet18", stem="cifar", width=8, dtype="float32"))
+  for name, hidden in (("projector", projector_width), ("predictor", predictor_hidden)):
+    head_cfg = c.get(name)
+    if head_cfg is not None:
+      head_cfg.hidden = (hidden,)
+      head_cfg.out = projector_width
+  c.loss.update(loss or {})
+  c.batch_size = 128
+  c.total_steps = steps
+  c.optimizer.update(dict(optimizer or {}, warmup_epochs=1.0))
+  c.ema.base = ema
+  c.log_every = 50
+  c.eval_every = 500
+  c.checkpoint_every = 500
+  c.eval.update(dict(batch_size=500, probe_epochs=30, final=True,
+                     compare_random_init=True))
   return c
 
 

@@ -30,6 +30,9 @@ def get_config(arg=None):
   c.data.preset = "mae"
   c.data.preset_overrides = common.preset_overrides(crop_scale=(0.08, 1.0))
   c.finetune = ml_collections.ConfigDict(dict(
+      # "pretrained": the encoder of pretrained_workdir; "random": its architecture at
+      # random initialisation (the baseline the pretraining has to beat).
+      init="pretrained",
       layer_decay=0.65, drop_path=0.1, label_smoothing=0.1, mixup_alpha=0.8,
       cutmix_alpha=1.0, mix_prob=1.0, switch_prob=0.5))
   c.optimizer.update(dict(name="adamw", base_lr=5e-4, b1=0.9, b2=0.999, weight_decay=0.05,

@@ -21,29 +21,8 @@ from configs import common, matrix_ssl_r18_cifar
 
 
 def get_config(arg=None):
+  """Matrix-SSL's ``shapes`` recipe (configs/common.shapes); ``steps=N``: another length
+  than its 2000 steps."""
   words = common.parse_arg(arg, steps=int)
-  c = matrix_ssl_r18_cifar.get_config("runlocal")
-  c.model.width = 8
-  c.projector = common.head(hidden=(256,), out=256, bias=False, last_bn=True,
-                            last_bn_affine=False)
-  c.predictor = common.head(hidden=(128,), out=256, bias=False)
-  c.batch_size = 128
-  c.total_steps = words.get("steps", 2000)
-  c.optimizer.update(dict(name="sgd", base_lr=0.5, weight_decay=1e-5, warmup_epochs=1.0))
-  c.ema.base = 0.99
-  c.data.image_size = 16               # 32 px images, viewed at 16 px: 4x less compute
-  c.data.preset = "mocov3_cifar"
-  c.data.preset_overrides = common.preset_overrides(
-      crop_scale=(0.5, 1.0),   # objects fill 30-46% of the image
-      # Colour is drawn per image and says nothing of the class: take it away.
-      brightness=0.8, contrast=0.8, saturation=0.8, hue=0.5, grayscale=0.8)
-  c.data.eval_split = "test[:2000]"
-  c.data.knn_split = "train[:5000]"
-  c.log_every = 50
-  c.eval_every = 500
-  c.checkpoint_every = 500
-  c.eval.batch_size = 500
-  c.eval.probe_epochs = 30
-  c.eval.final = True
-  c.eval.compare_random_init = True
-  return c
+  return matrix_ssl_r18_cifar.get_config(
+      "shapes" + (f",steps={words['steps']}" if "steps" in words else ""))

@@ -229,6 +229,10 @@ def validate(config, *, device_count: int | None = None,
 
   if config.mode == "finetune":
     f = config.finetune
+    init = f.get("init", "pretrained")
+    check(init in ("pretrained", "random"), f"config.finetune.init={init!r} must be "
+          "'pretrained' (the encoder of pretrained_workdir) or 'random' (its architecture "
+          "at random initialisation).")
     check(0.0 < f.layer_decay <= 1.0, f"config.finetune.layer_decay={f.layer_decay} must "
           "be in (0, 1].")
     check(0.0 <= f.drop_path < 1.0, f"config.finetune.drop_path={f.drop_path} must be in "

@@ -101,3 +101,91 @@ def test_step_benchmark_runs_a_tiny_config_and_writes_its_fields(tmp_path):
   for field in ("device_kind", "jax_version", "dtype", "xla_cost_flops_per_sample"):
     assert field in result
   assert np.isfinite(result["final_loss"])
+
+
+# ------------------------------------------------------------ learning.py --------------
+import learning  # noqa: E402
+
+
+def _row(objective, seed, **acc):
+  base = dict(objective=objective, config=learning.command_line(objective, seed), seed=seed,
+              steps=2000, wall_s=300.0, pretrained_linear=0.4, pretrained_knn=0.4,
+              random_linear=0.2, random_knn=0.2, pixels_linear=0.15, pixels_knn=0.3,
+              finetune=None, random_finetune=None)
+  return {**base, **acc}
+
+
+def test_learning_rows_are_the_documented_commands():
+  assert learning.command_line("simclr", 2) == (
+      "python -m mssl.main --config=configs/simclr_r18_cifar.py:shapes "
+      "'--workdir=$WORKDIR/pretrain' --config.seed=2")
+  two_view = learning.commands("simclr", 2, "/w")
+  assert two_view == {"pretrain": ["--config=configs/simclr_r18_cifar.py:shapes",
+                                   "--workdir=/w/pretrain", "--config.seed=2"]}
+  masked = learning.commands("umae", 1, "/w", steps=50)
+  assert masked["pretrain"][0] == "--config=configs/mmae_shapes.py:umae,steps=50"
+  assert learning.commands("mmae", 0, "/w")["pretrain"][0] == "--config=configs/mmae_shapes.py"
+  assert "--config.finetune.init=random" in masked["random_finetune"]
+  assert "--config.finetune.init=random" not in masked["finetune"]
+  for args in masked.values():
+    assert "--config.seed=1" in args
+  # Every registered objective has a recipe the table runs.
+  for objective in learning.objectives():
+    config = learning.commands(objective, 0, "/w")["pretrain"][0]
+    path = ROOT / config.split("=", 1)[1].split(":")[0]
+    assert path.is_file(), (objective, path)
+
+
+def test_learning_summary_applies_the_bar_to_the_means():
+  good = [_row("simclr", s) for s in (0, 1, 2)]
+  (s,) = learning.summary(good)
+  assert s["learns"] and s["pretrained_linear"] == pytest.approx((0.4, 0.4, 0.4))
+  # +9 points on kNN in the mean (one seed far above does not rescue it)
+  weak = [_row("byol", 0, pretrained_knn=0.25), _row("byol", 1, pretrained_knn=0.25),
+          _row("byol", 2, pretrained_knn=0.37)]
+  (s,) = learning.summary(weak)
+  assert not s["learns"] and "kNN +9.0 pts (needs > +10)" in s["why"], s["why"]
+  assert s["pretrained_knn"] == pytest.approx((0.29, 0.25, 0.37))
+  # beats random init by 20 points but not the raw-pixel kNN
+  (s,) = learning.summary([_row("vicreg", k, pixels_knn=0.45) for k in (0, 1, 2)])
+  assert not s["learns"] and "kNN vs pixels" in s["why"]
+  masked = [_row("mmae", k, finetune=0.50, random_finetune=0.46) for k in (0, 1, 2)]
+  (s,) = learning.summary(masked)
+  assert not s["learns"] and "fine-tune +4.0 pts" in s["why"]
+  (s,) = learning.summary([_row("mmae", k, finetune=0.52, random_finetune=0.46)
+                           for k in (0, 1, 2)])
+  assert s["learns"]
+  (s,) = learning.summary(good[:2])
+  assert not s["learns"] and s["why"] == "2 of 3 seeds so far"
+
+
+def test_learning_resumes_a_partial_table_and_writes_the_markdown(tmp_path, monkeypatch):
+  ran = []
+
+  def fake_run_row(objective, seed, root, steps):
+    ran.append((objective, seed))
+    return _row(objective, seed)
+  monkeypatch.setattr(learning, "run_row", fake_run_row)
+  monkeypatch.setattr(learning, "machine", lambda: "test machine")
+  out = tmp_path / "learning.json"
+  args = ["--out", str(out), "--workdirs", str(tmp_path / "w")]
+  learning.main(args + ["--objectives", "simclr,byol", "--seeds", "0,1"])
+  assert ran == [("simclr", 0), ("simclr", 1), ("byol", 0), ("byol", 1)]
+  learning.main(args + ["--objectives", "byol,simclr", "--seeds", "0,1,2"])
+  assert ran[4:] == [("byol", 2), ("simclr", 2)]  # the rows already there are kept
+  table = json.loads(out.read_text())
+  assert set(table) == {"machine", "rows"} and table["machine"] == "test machine"
+  first, second = sorted(("simclr", "byol"), key=learning.order)  # the registry's order
+  assert [(r["objective"], r["seed"]) for r in table["rows"]] == [
+      (first, 0), (first, 1), (first, 2), (second, 0), (second, 1), (second, 2)]
+  assert all(set(r) == set(learning.COLUMNS) for r in table["rows"])
+  text = out.with_suffix(".md").read_text()
+  assert "| simclr | 0,1,2 | 2000 | 40.0 [40.0, 40.0] |" in text and "| yes |" in text
+  readme = tmp_path / "README.md"
+  readme.write_text(f"a\n{learning.README_BEGIN}\nold\n{learning.README_END}\nb\n")
+  learning.write_readme(table, readme)
+  new = readme.read_text()
+  assert new.startswith("a\n") and new.endswith("\nb\n") and "old" not in new
+  assert "| byol | 0,1,2 |" in new and "test machine" in new
+  with pytest.raises(SystemExit):
+    learning.main(args + ["--objectives", "simclrr"])

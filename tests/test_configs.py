@@ -38,3 +38,34 @@ def test_config_words_are_typed():
     load_config("quickstart", "steps=many")
   assert load_config("quickstart", "steps=7").total_steps == 7
   assert load_config("frossl_r18_cifar", "views=4,runlocal").data.num_views == 4
+  with pytest.raises(ValueError, match="steps=5 is the length of the 'shapes' CPU recipe"):
+    load_config("simclr_r18_cifar", "steps=5")
+  with pytest.raises(ValueError, match="'shapes' is a recipe of its own"):
+    load_config("simclr_r18_cifar", "shapes,runlocal")
+
+
+TWO_VIEW = [n for n in NAMES if n.endswith("_r18_cifar")]
+
+
+@pytest.mark.parametrize("name", TWO_VIEW)
+def test_shapes_recipe_is_the_quickstarts_encoder_and_budget(name, tfds_dir):
+  """Every two-view config's CPU recipe (benchmarks/learning.py runs them): the
+  quickstart's data, encoder, batch, length and evaluation, the objective's own loss,
+  optimiser and head structure; and it validates."""
+  quick, config = load_config("quickstart"), load_config(name, "shapes")
+  own = load_config(name)
+  assert config.objective == own.objective and config.optimizer.name == own.optimizer.name
+  for key in ("data.dataset", "data.image_size", "data.eval_split", "data.knn_split",
+              "data.preset_overrides.crop_scale", "data.preset_overrides.hue",
+              "model.name", "model.width", "model.stem", "batch_size", "total_steps",
+              "eval.final", "eval.compare_random_init", "eval.compare_pixels"):
+    want, got = quick, config
+    for part in key.split("."):
+      want, got = want[part], got[part]
+    assert got == want, key
+  assert len(config.projector.hidden) == 1 and config.projector.out == 256
+  assert config.projector.last_bn == own.projector.last_bn
+  assert (config.predictor is None) == (own.predictor is None)
+  assert load_config(name, "shapes,steps=300").total_steps == 300
+  config.data.data_dir = tfds_dir
+  validation.validate(config, device_count=1, process_count=1)

@@ -168,3 +168,10 @@ def test_the_default_domains_accept_every_config():
     problems = []
     validation._check_domains(config, lambda ok, message: ok or problems.append(message))
     assert problems == [], (name, problems)
+
+
+def test_finetune_init_is_pretrained_or_random():
+  message = problems("finetune", "shapes", pretrained_workdir="/nonexistent",
+                     **{"finetune.init": "scratch"})
+  assert ("config.finetune.init='scratch' must be 'pretrained' (the encoder of "
+          "pretrained_workdir) or 'random'") in message, message

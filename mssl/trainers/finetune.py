@@ -4,7 +4,9 @@
         --config.pretrained_workdir=PRETRAIN_DIR
 
 The encoder comes from the pretraining workdir's newest readable checkpoint
-(:mod:`mssl.export` reads only its parameters); the step, the recipe and what is reported
+(:mod:`mssl.export` reads only its parameters), or, with ``config.finetune.init="random"``,
+is the same architecture at random initialisation (the baseline a pretraining run has to
+beat: the same fine-tune, budget and seed, without the pretraining); the step, the recipe and what is reported
 are :mod:`mssl.steps.finetune`'s; the loop is :mod:`mssl.loop`'s.
 """
 
@@ -49,12 +51,17 @@ def train_and_evaluate(config, workdir: str) -> dict:
   num_classes = data.num_classes
   classifier = finetune.build_classifier(pre_config, num_classes, config.finetune.drop_path)
   depth = VIT_SIZES[pre_config.model.name[len("vit_"):]][1]
-  encoder_params, pretrained_step = export.load_encoder_params(config.pretrained_workdir)
+  from_random = config.finetune.get("init", "pretrained") == "random"
+  if from_random:
+    encoder_params, pretrained_step = None, 0
+  else:
+    encoder_params, pretrained_step = export.load_encoder_params(config.pretrained_workdir)
 
   def init_state():
     dummy = jnp.zeros((2, data_config.image_size, data_config.image_size, 3))
     params = classifier.init(jax.random.key(config.seed), dummy)["params"]
-    params = dict(params, encoder=encoder_params)
+    if encoder_params is not None:
+      params = dict(params, encoder=encoder_params)
     return params
 
   params = init_state()
@@ -76,7 +83,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
                  make_data=data.make_data, evaluate=lambda s: evaluator(s)[0],
                  total_steps=data.total_steps,
                  run_info=data.run_info(pretrained_workdir=config.pretrained_workdir,
-                                        pretrained_step=int(pretrained_step)))
+                                        pretrained_step=int(pretrained_step),
+                                        init="random" if from_random else "pretrained"))
   outcome = loop.run(run_config, workdir, job, mesh, writer)
   results = {"steps": int(outcome.state["step"]), "train_seconds": outcome.train_seconds,
              "pretrained_step": int(pretrained_step), **outcome.eval_metrics}
@@ -85,6 +93,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     return {**results, "stopped_early": True}
   loop.write_results(workdir, results)
   if is_main and "eval/accuracy" in results:
-    print(f"fine-tuned top-1 accuracy {100 * results['eval/accuracy']:.2f}% "
-          f"(from pretraining step {pretrained_step})")
+    start = ("random initialisation" if from_random
+             else f"pretraining step {pretrained_step}")
+    print(f"fine-tuned top-1 accuracy {100 * results['eval/accuracy']:.2f}% (from {start})")
   return results

@@ -58,10 +58,15 @@ def test_linear_probe_and_finetune_from_an_mmae_checkpoint(pretrained, tmp_path)
 
 
 @pytest.mark.slow
-def test_finetune_starts_from_the_pretrained_encoder(pretrained, tmp_path):
+@pytest.mark.parametrize("init", ["pretrained", "random"])
+def test_finetune_starts_from_the_pretrained_encoder_or_random_init(pretrained, tmp_path,
+                                                                     init):
+  """init="pretrained" starts from the pretraining run's encoder; init="random" from the
+  same architecture at random initialisation (the fine-tune baseline), nothing loaded."""
   workdir = str(pretrained["mmae"][0])
   cfg = load_config("finetune", "runlocal")
   cfg.pretrained_workdir = workdir
+  cfg.finetune.init = init
   cfg.total_steps = 1
   cfg.optimizer.base_lr = 1e-12  # one step that barely moves anything
   cfg.batch_size = 64
@@ -72,5 +77,16 @@ def test_finetune_starts_from_the_pretrained_encoder(pretrained, tmp_path):
   with ocp.StandardCheckpointer() as reader:  # the saved tree as written, no target
     saved = reader.restore(tmp_path / "checkpoints" / "1" / "state")
   encoder, _ = export.load_encoder_params(workdir)
-  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
-                         jax.device_get(encoder), saved["params"]["encoder"])
+  encoder = jax.device_get(encoder)
+  assert jax.tree_util.tree_structure(encoder) == \
+      jax.tree_util.tree_structure(saved["params"]["encoder"])
+  info = json.loads((tmp_path / "run.json").read_text())
+  assert info["init"] == init
+  if init == "pretrained":
+    assert info["pretrained_step"] == 40
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
+                           encoder, saved["params"]["encoder"])
+  else:
+    assert info["pretrained_step"] == 0
+    kernel = saved["params"]["encoder"]["patch_embed"]["kernel"]
+    assert np.abs(kernel - encoder["patch_embed"]["kernel"]).max() > 1e-2
