@@ -32,6 +32,19 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(workdir_lib.read_json(path))
 
 
+def downstream_data(config):
+  """``(pretraining config, data config)`` of a downstream run (linear_eval, finetune) on
+  ``config.pretrained_workdir``: the pretraining run's data fields with this run's
+  non-None ones laid over them."""
+  pre_config = load_config(config.pretrained_workdir)
+  data_config = pre_config.data.copy_and_resolve_references()
+  with data_config.unlocked():
+    for key, value in config.data.items():
+      if value is not None:
+        data_config[key] = value
+  return pre_config, data_config
+
+
 def _abstract_variables(config, num_classes: int):
   """``(network, abstract variables)`` of the encoder a run with ``config`` trained: the
   network definition from its step module, the shapes from tracing its initialiser (no

@@ -34,6 +34,43 @@ def _is_tfds_prepared(dataset: str, data_dir) -> bool:
     return False
 
 
+def _check_downstream(config, check) -> None:
+  """linear_eval / finetune: what they take from ``config.pretrained_workdir`` (its
+  config.json) fits this run: a pretraining run's workdir, an encoder this mode handles,
+  an image size the encoder takes, and splits the (resolved) dataset has."""
+  from mssl import export, workdir as workdir_lib
+  path = config.pretrained_workdir
+  try:
+    pre_config, data_config = export.downstream_data(config)
+  except (FileNotFoundError, workdir_lib.WorkdirError) as error:
+    check(False, f"config.pretrained_workdir={path!r}: {error}")
+    return
+  pre_mode = pre_config.get("mode", "pretrain")
+  if pre_mode != "pretrain":
+    check(False, f"config.pretrained_workdir={path!r} is the workdir of a {pre_mode!r} run; "
+          f"config.mode={config.mode!r} needs a pretraining run's workdir (mode='pretrain')"
+          + (f", e.g. the one that run started from: {pre_config.pretrained_workdir!r}."
+             if pre_config.get("pretrained_workdir") else "."))
+    return
+  encoder = pre_config.model.name
+  if config.mode == "finetune" and not encoder.startswith("vit_"):
+    check(False, f"config.pretrained_workdir={path!r} holds a {encoder!r} encoder; "
+          "fine-tuning (MAE's recipe: layer decay over ViT blocks) takes a ViT encoder "
+          "(vit_*). Probe a ResNet with configs/linear_eval.py.")
+  size, pre_size = data_config.image_size, pre_config.data.image_size
+  if encoder.startswith("vit_") and size != pre_size:
+    check(False, f"config.data.image_size={size}: the {encoder!r} encoder of {path!r} was "
+          f"pretrained at {pre_size} px and its position embeddings hold that grid; "
+          f"evaluate it at {pre_size} (leave config.data.image_size None).")
+  fields = ("train_split", "eval_split") if config.mode == "finetune" else \
+      ("eval_split", "knn_split")
+  for field in fields:
+    problem = data.pipeline.check_split(data_config.dataset, data_config[field],
+                                        data_dir=data_config.data_dir,
+                                        train_split=data_config.train_split)
+    check(problem is None, f"config.data.{field}={data_config[field]!r}: {problem}")
+
+
 def _check_optimizer_and_length(config, check) -> None:
   """What every trainer (pretraining, fine-tuning) needs of its optimiser and length."""
   check(config.optimizer.name in optim.OPTIMIZERS,
@@ -171,6 +208,8 @@ def validate(config, *, device_count: int | None = None,
     check(bool(path) and os.path.isdir(str(path)),
           f"config.pretrained_workdir={path!r} is not a directory; it must be the workdir "
           "of a pretraining run (holding config.json and checkpoints/).")
+    if path and os.path.isdir(str(path)):
+      _check_downstream(config, check)
   else:
     names = losses.names()
     objective = config.objective
@@ -292,6 +331,11 @@ def validate(config, *, device_count: int | None = None,
           f"config.data.dataset={dataset!r} is not prepared in config.data.data_dir="
           f"{data_dir!r}. " + data.pipeline._prepare_instructions(
               dataset, data_dir or "~/tensorflow_datasets"))
+  if not any(p.startswith("config.data.dataset") for p in problems):
+    for field in ("train_split", "eval_split", "knn_split"):
+      problem = data.pipeline.check_split(dataset, config.data[field], data_dir=data_dir,
+                                          train_split=config.data.train_split)
+      check(problem is None, f"config.data.{field}={config.data[field]!r}: {problem}")
 
   if problems:
     raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))

@@ -203,3 +203,19 @@ def pretraining_workdir(workdir, objective="simclr", step=3, seed=0):
   checkpointer.save(step, state, {"data_position": step})
   checkpointer.close()
   return config, network, jax.device_get(variables)
+
+
+def write_image_folder(root, classes_by_split: dict, per_class: int = 2, size: int = 8):
+  """An image folder ``root/<split>/<class>/NNN.png`` of random pixels, e.g.
+  ``{"train": "abc", "test": "ab"}`` (class names are the characters); returns root."""
+  import PIL.Image
+  root = pathlib.Path(root)
+  rng = np.random.default_rng(0)
+  for split, classes in classes_by_split.items():
+    for name in classes:
+      folder = root / split / name
+      folder.mkdir(parents=True, exist_ok=True)
+      for i in range(per_class):
+        PIL.Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(
+            folder / f"{i:03d}.png")
+  return root

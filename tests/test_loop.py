@@ -141,68 +141,65 @@ def test_resume_in_a_new_process_matches_straight_run(tfds_dir, tmp_path):
   jax.tree_util.tree_map(np.testing.assert_array_equal, got, want)
 
 
-def _signalled_run(tfds_dir, workdir, signum):
-  """Starts a 400-step run, sends ``signum`` once two checkpoints are on disk, and
-  returns (its command-line arguments, the process after it ended, its stderr)."""
-  args = ["--config=configs/byol_r18_cifar.py:runlocal", f"--workdir={workdir}",
-          "--config.data.data_dir=" + tfds_dir, "--config.data.image_size=16",
-          "--config.batch_size=32", "--config.total_steps=400", "--config.checkpoint_every=2",
-          "--config.eval_every=1000", "--config.log_every=1000",
-          "--config.data.eval_split=test[:64]", "--config.data.knn_split=train[:64]",
-          "--config.eval.batch_size=64", *FAST_MODEL]
+def _signalled_run(args, workdir, signum, after_step):
+  """Starts ``mssl.main`` with ``args``, sends ``signum`` once a checkpoint after step
+  ``after_step`` is on disk, and returns (the process after it ended, its stderr)."""
   env = dict(os.environ, PYTHONPATH=str(ROOT))
-  log = open(workdir.parent / f"{workdir.name}.stderr", "w+")
+  log = open(workdir.parent / f"{workdir.name}.{signum}.stderr", "w+")
   proc = subprocess.Popen([sys.executable, "-m", "mssl.main", *args], cwd=ROOT, env=env,
                           stdout=subprocess.DEVNULL, stderr=log)
   checkpoints = workdir / "checkpoints"
   deadline = time.time() + 240
   try:
     while time.time() < deadline:
-      done = [p for p in checkpoints.glob("*") if p.name.isdigit()] if checkpoints.exists() \
-          else []
-      if len(done) >= 2:
+      done = [int(p.name) for p in checkpoints.glob("*") if p.name.isdigit()] \
+          if checkpoints.exists() else []
+      if done and max(done) > after_step:
         break
       time.sleep(0.2)
     proc.send_signal(signum)
   finally:
     proc.wait(timeout=60)
   log.seek(0)
-  return args, proc, log.read()
+  return proc, log.read()
 
 
-def _resumes(args, checkpoints, last):
-  resumed = run_main([a for a in args if "total_steps" not in a]
-                     + [f"--config.total_steps={last + 2}"])
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert f"resumed from step {last}" in resumed.stderr
-  assert ckpt_lib.Checkpointer(str(checkpoints)).latest_step() == last + 2
-
-
-@pytest.mark.slow(seconds=45)
-def test_sigkill_mid_run_resumes_from_last_checkpoint(tfds_dir, tmp_path):
+@pytest.mark.slow(seconds=70)
+def test_sigterm_saves_and_resumes_then_sigkill_resumes_from_last_checkpoint(tfds_dir,
+                                                                             tmp_path):
+  """SIGTERM, the usual preemption notice in a one-process run (plain `python -m
+  mssl.main`, single-node Slurm, Docker, Kubernetes): the step in flight is saved, the
+  lock released, one line names the step, and the exit status is the signal's (128 + 15).
+  The run resumes from that step; SIGKILL of the resumed run (nothing can be saved) loses
+  only the steps after its last checkpoint, and the next run resumes from that one."""
   workdir = tmp_path / "run"
-  args, proc, _ = _signalled_run(tfds_dir, workdir, signal.SIGKILL)
-  assert proc.returncode == -signal.SIGKILL
-  steps = ckpt_lib.Checkpointer(str(workdir / "checkpoints")).all_steps()
-  assert steps, "no checkpoint was written before the kill"
-  _resumes(args, workdir / "checkpoints", steps[-1])
-
-
-@pytest.mark.slow(seconds=45)
-def test_sigterm_mid_run_saves_that_step_releases_the_lock_and_resumes(tfds_dir, tmp_path):
-  """The usual preemption notice in a one-process run (plain `python -m mssl.main`,
-  single-node Slurm, Docker, Kubernetes): the step in flight is saved, the lock released,
-  one line names the step, and the exit status is the signal's (128 + 15)."""
-  workdir = tmp_path / "run"
-  args, proc, stderr = _signalled_run(tfds_dir, workdir, signal.SIGTERM)
+  args = ["--config=configs/byol_r18_cifar.py:runlocal", f"--workdir={workdir}",
+          "--config.data.data_dir=" + tfds_dir, "--config.data.image_size=16",
+          "--config.batch_size=32", "--config.total_steps=400", "--config.checkpoint_every=2",
+          "--config.eval_every=1000", "--config.log_every=1000",
+          "--config.data.eval_split=test[:64]", "--config.data.knn_split=train[:64]",
+          "--config.eval.batch_size=64", *FAST_MODEL]
+  checkpoints = workdir / "checkpoints"
+  proc, stderr = _signalled_run(args, workdir, signal.SIGTERM, after_step=2)
   assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
   assert "Traceback" not in stderr, stderr[-3000:]
   stopped = [line for line in stderr.splitlines() if "Interrupted: stopped by SIGTERM" in line]
   assert len(stopped) == 1, stderr[-3000:]
-  last = ckpt_lib.Checkpointer(str(workdir / "checkpoints")).latest_step()
+  last = ckpt_lib.Checkpointer(str(checkpoints)).latest_step()
   assert f"at step {last} of 400: checkpoint {last} saved" in stopped[0]
   assert not (workdir / "run.lock").exists()
-  _resumes(args, workdir / "checkpoints", last)
+
+  # The resumed run starts from that step; it is killed once it has saved two more.
+  proc, stderr = _signalled_run(args, workdir, signal.SIGKILL, after_step=last + 2)
+  assert proc.returncode == -signal.SIGKILL
+  assert f"resumed from step {last}" in stderr, stderr[-3000:]
+  killed_at = ckpt_lib.Checkpointer(str(checkpoints)).latest_step()
+  assert killed_at > last, "the resumed run wrote no checkpoint before the kill"
+  resumed = run_main([a for a in args if "total_steps" not in a]
+                     + [f"--config.total_steps={killed_at + 2}"])
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert f"resumed from step {killed_at}" in resumed.stderr
+  assert ckpt_lib.Checkpointer(str(checkpoints)).latest_step() == killed_at + 2
 
 
 # ------------------------------------------------------------ NaN stop -----------------

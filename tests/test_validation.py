@@ -6,7 +6,7 @@ import pytest
 
 from mssl import losses, train, validation
 
-from helpers import load_config, masked_config, small
+from helpers import load_config, masked_config, small, write_image_folder
 
 
 def problems(name="quickstart", arg=None, **overrides):
@@ -175,3 +175,78 @@ def test_finetune_init_is_pretrained_or_random():
                      **{"finetune.init": "scratch"})
   assert ("config.finetune.init='scratch' must be 'pretrained' (the encoder of "
           "pretrained_workdir) or 'random'") in message, message
+
+
+# ------------------------------------------------------------ downstream modes --------
+def _downstream(mode, pre_workdir, **overrides):
+  config = load_config("linear_eval" if mode == "linear_eval" else "finetune",
+                       None if mode == "linear_eval" else "shapes")
+  config.pretrained_workdir = str(pre_workdir)
+  for key, value in overrides.items():
+    target = config
+    *path, last = key.split(".")
+    for part in path:
+      target = target[part]
+    target[last] = value
+  with pytest.raises(validation.ConfigError) as info:
+    validation.validate(config, device_count=1, process_count=1)
+  return str(info.value)
+
+
+def _saved(tmp_path, name="pre", config_name="mmae_shapes", arg=None, **fields):
+  from mssl import loop
+  config = load_config(config_name, arg)
+  for key, value in fields.items():
+    target = config
+    *path, last = key.split(".")
+    for part in path:
+      target = target[part]
+    target[last] = value
+  (tmp_path / name).mkdir()
+  loop.save_config(config, str(tmp_path / name), {"num_classes": 10})
+  return tmp_path / name
+
+
+def test_downstream_modes_check_the_pretraining_workdir_before_building(tmp_path, tfds_dir):
+  """What used to surface as a TypeError or a raw traceback after 6-17 s (issue 28)."""
+  vit = _saved(tmp_path, "vit", **{"data.data_dir": tfds_dir})
+  resnet = _saved(tmp_path, "resnet", "quickstart", **{"data.data_dir": tfds_dir})
+  ft = _saved(tmp_path, "ft", "finetune", "shapes", pretrained_workdir=str(vit))
+  message = _downstream("linear_eval", ft)
+  assert (f"config.pretrained_workdir={str(ft)!r} is the workdir of a 'finetune' run; "
+          "config.mode='linear_eval' needs a pretraining run's workdir (mode='pretrain'), "
+          f"e.g. the one that run started from: {str(vit)!r}.") in message, message
+  message = _downstream("finetune", resnet)
+  assert "holds a 'resnet18' encoder; fine-tuning (MAE's recipe" in message, message
+  message = _downstream("linear_eval", vit, **{"data.image_size": 48})
+  assert ("config.data.image_size=48: the 'vit_micro' encoder of " in message and
+          "was pretrained at 32 px") in message, message
+  message = _downstream("linear_eval", vit, **{"data.eval_split": "tset"})
+  assert ("config.data.eval_split='tset': split 'tset' names 'tset', which dataset "
+          "'mssl_shapes/32' does not have; its splits: test, train. Did you mean "
+          "'test'?") in message, message
+  message = _downstream("finetune", vit, **{"data.train_split": "train+extra[:10]"})
+  assert "names 'extra', which dataset" in message, message
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  message = _downstream("linear_eval", empty)
+  assert f"config.pretrained_workdir={str(empty)!r}: " in message
+  assert "is not a pretraining workdir" in message, message
+  # A workdir that fits passes (the same checks, no error).
+  config = load_config("linear_eval")
+  config.pretrained_workdir = str(vit)
+  validation.validate(config, device_count=1, process_count=1)
+
+
+def test_an_image_folder_eval_class_missing_from_train_fails_before_building(tmp_path):
+  root = write_image_folder(tmp_path / "folder", {"train": "ab", "test": "abc"})
+  message = problems("quickstart", **{"data.dataset": f"image_folder:{root}",
+                                      "data.eval_split": "test", "data.knn_split": "train"})
+  assert (f"config.data.eval_split='test': split 'test' of image folder {str(root)!r} "
+          "holds class folder(s) ['c'] that the training split 'train' lacks (its "
+          "classes: ['a', 'b'])") in message, message
+  assert message.count("\n  - ") == 1, message
+  message = problems("quickstart", **{"data.dataset": f"image_folder:{root}",
+                                      "data.eval_split": "val", "data.knn_split": "train"})
+  assert "split 'val' names 'val', which dataset" in message
+  assert "its splits: test, train." in message, message

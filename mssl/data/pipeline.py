@@ -179,6 +179,95 @@ def check_dataset_name(name: str) -> Optional[str]:
   return None
 
 
+def _split_names(split: str) -> list:
+  """The split names a tfds split expression reads: ``"train[:50%]+extra"`` ->
+  ``["train", "extra"]``."""
+  return [re.sub(r"\[.*\]\s*$", "", term).strip() for term in split.split("+")]
+
+
+def _known_splits(dataset: str, data_dir: Optional[str]) -> Optional[list]:
+  """The split names of ``dataset`` where they can be read offline without building
+  anything (an image folder's split folders, a prepared tfds dataset's info, the
+  embedded dataset's generator), else None."""
+  if dataset.startswith(FOLDER_PREFIX):
+    root = pathlib.Path(dataset[len(FOLDER_PREFIX):])
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and not _hidden(d)) \
+        if root.is_dir() else None
+  if check_dataset_name(dataset):
+    return None
+  if dataset.split("/")[0] == EMBEDDED:
+    from mssl.data import shapes
+    return sorted(shapes.SPLITS)
+  try:
+    builder = tfds.builder(dataset, data_dir=data_dir)
+    return sorted(builder.info.splits) if builder.is_prepared() else None
+  except Exception:  # not registered, not prepared: the dataset checks report it
+    return None
+
+
+def check_split(dataset: str, split: str, *, data_dir: Optional[str] = None,
+                train_split: str = "train") -> Optional[str]:
+  """None when ``split`` can be read from ``dataset``, else why not, naming the splits
+  there are (and, of an image folder, class folders that the training split
+  ``train_split`` lacks: their images would have no label id). Offline and cheap: what
+  cannot be known without building the dataset passes."""
+  if dataset.startswith(FOLDER_PREFIX):
+    try:
+      parts = _folder_parts(split)
+    except ValueError as e:
+      return str(e).replace("config.data: ", "")
+    names = [part.name for part in parts]
+  else:
+    names = _split_names(split)
+  known = _known_splits(dataset, data_dir)
+  if known is None:
+    return None
+  missing = [n for n in names if n not in known]
+  if missing:
+    close = sorted({c for n in missing for c in difflib.get_close_matches(n, known, n=3)})
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return (f"split {split!r} names {', '.join(repr(m) for m in missing)}, which "
+            f"dataset {dataset!r} does not have; its splits: "
+            f"{', '.join(known) or '(none)'}.{hint}")
+  if dataset.startswith(FOLDER_PREFIX):
+    root = pathlib.Path(dataset[len(FOLDER_PREFIX):])
+    classes = set(folder_class_names(str(root), train_split))
+    extra = sorted({d.name for n in names for d in _label_folders(root / n)} - classes)
+    if extra and names != _split_names(train_split):
+      return _classes_lacking(f"split {split!r} of image folder {str(root)!r}", extra,
+                              train_split, sorted(classes))
+  return None
+
+
+def _classes_lacking(where: str, unknown, train_split: str, classes) -> str:
+  return (f"{where} holds class folder(s) {list(unknown)} that the training split "
+          f"{train_split!r} lacks (its classes: {list(classes)}); no label id means the "
+          "same class in both. Add the class to the training split or remove it here.")
+
+
+def dataset_num_classes(dataset: str, *, data_dir: Optional[str] = None,
+                        train_split: str = "train") -> Optional[int]:
+  """The class count of ``dataset``'s labels where it can be read offline (an image
+  folder's label folders, a prepared or embedded tfds dataset's info), else None."""
+  if dataset.startswith(FOLDER_PREFIX):
+    root = dataset[len(FOLDER_PREFIX):]
+    return len(folder_class_names(root, train_split)) or None \
+        if os.path.isdir(root) else None
+  if check_dataset_name(dataset):
+    return None
+  if dataset.split("/")[0] == EMBEDDED:
+    from mssl.data import shapes
+    return len(shapes.CLASSES)
+  try:
+    builder = tfds.builder(dataset, data_dir=data_dir)
+    if not builder.is_prepared():
+      return None
+    label = builder.info.features["label"] if "label" in builder.info.features else None
+    return getattr(label, "num_classes", None)
+  except Exception:
+    return None
+
+
 def _load_tfds(name: str, split: str, data_dir: Optional[str], download: bool,
                process_index: int, process_count: int, encoded: bool = False) -> Split:
   problem = check_dataset_name(name)
@@ -498,11 +587,8 @@ def _load_folder(root: str, split: str, process_index: int, process_count: int, 
     label_dirs = _label_folders(split_dir)
     unknown = [d.name for d in label_dirs if d.name not in ids]
     if unknown:
-      raise ValueError(
-          f"image folder split {str(split_dir)!r} holds class folder(s) {unknown} that the "
-          f"training split {train_split!r} lacks (its classes: {list(classes)}); no label "
-          "id means the same class in both. Add the class to the training split or remove "
-          "it here.")
+      raise ValueError(_classes_lacking(f"image folder split {str(split_dir)!r}", unknown,
+                                        train_split, classes))
     groups = ([(ids[d.name], _images_in(d, d.name)) for d in label_dirs] if label_dirs
               else [(-1, _images_in(split_dir, ""))])
     if not any(members for _, members in groups):

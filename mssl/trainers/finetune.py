@@ -26,12 +26,7 @@ from mssl.steps import finetune
 
 def resolved_config(config):
   """The pretraining run's config with this run's data/eval fields laid over it."""
-  pre_config = export.load_config(config.pretrained_workdir)
-  data_config = pre_config.data.copy_and_resolve_references()
-  for key, value in config.data.items():
-    if value is not None:
-      data_config[key] = value
-  return pre_config, data_config
+  return export.downstream_data(config)
 
 
 def train_and_evaluate(config, workdir: str) -> dict:

@@ -18,7 +18,7 @@ import json
 import os
 
 from mssl import evaluator as evaluator_lib
-from mssl import export, sharding
+from mssl import data, export, sharding
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
@@ -26,11 +26,15 @@ def train_and_evaluate(config, workdir: str) -> dict:
   the linear probe); the trainers' common entry point, see the module docstring."""
   os.makedirs(workdir, exist_ok=True)
   pre_config, network, variables, step = export.load_variables(config.pretrained_workdir)
-  num_classes = export.load_run_info(config.pretrained_workdir)["num_classes"]
+  _, data_config = export.downstream_data(config)
   eval_config = pre_config.copy_and_resolve_references()
-  for key, value in config.data.items():
-    if value is not None and key in eval_config.data:
-      eval_config.data[key] = value
+  eval_config.data = data_config
+  # The probe's classes are the evaluation data's (another dataset than the pretraining
+  # run's may have more), where they can be read; else the pretraining run's.
+  num_classes = data.pipeline.dataset_num_classes(
+      data_config.dataset, data_dir=data_config.data_dir,
+      train_split=data_config.train_split) or \
+      export.load_run_info(config.pretrained_workdir)["num_classes"]
   for key, value in config.eval.items():
     if value is not None:
       eval_config.eval[key] = value

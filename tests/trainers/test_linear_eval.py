@@ -48,3 +48,25 @@ def test_probe_lays_its_fields_over_the_pretraining_config_and_saves_the_results
   assert probe_config.objective == "simclr" and probe_config.model.name == "vit_micro"
   assert seen["num_classes"] == 10                                     # from run.json
   chex.assert_trees_all_close(seen["variables"]["params"], variables["params"])
+
+
+def test_probe_has_the_evaluation_datasets_classes(tmp_path, monkeypatch):
+  """A probe on another dataset than the pretraining run's (3 classes here, 10 there) is
+  built for the evaluation data's classes, not the pretraining run's count."""
+  from helpers import write_image_folder
+  pretraining_workdir(tmp_path / "pre", step=3)
+  root = write_image_folder(tmp_path / "folder", {"train": "abc", "test": "abc"})
+  seen = {}
+
+  class Evaluator:
+    def __init__(self, config, mesh, num_classes, apply):
+      seen.update(num_classes=num_classes)
+  monkeypatch.setattr(evaluator_lib, "Evaluator", Evaluator)
+  monkeypatch.setattr(evaluator_lib, "offline_probe",
+                      lambda e, v: {"linear_probe": 0.5, "knn": 0.5})
+  config = load_config("linear_eval")
+  config.pretrained_workdir = str(tmp_path / "pre")
+  config.data.dataset = f"image_folder:{root}"
+  config.data.eval_split = config.data.knn_split = "test"
+  linear_eval.train_and_evaluate(config, str(tmp_path / "eval"))
+  assert seen["num_classes"] == 3
