@@ -155,31 +155,53 @@ def jit_train_step(train_step, mesh):
 _all_finite = jax.jit(all_finite)
 
 
-def _last_good(last_checkpoint) -> str:
-  if last_checkpoint is None:
-    return "no checkpoint was saved before it"
-  return f"the last good checkpoint (step {last_checkpoint}) is intact"
+def _stopped(step: int, last_checkpoint, advice: str) -> str:
+  """What a non-finite loss (or state) at ``step`` leaves behind. The loss of step k is
+  computed from the parameters saved at step k - 1: a checkpoint made one step before is
+  finite, but holds the parameters the fault came from, and a resume (same data order,
+  same augmentation, same optimiser) repeats it."""
+  if last_checkpoint is not None and last_checkpoint == step - 1:
+    where = (f"the newest checkpoint (step {last_checkpoint}) is intact and finite, but "
+             "this step started from its parameters")
+  elif last_checkpoint is None:
+    where = "no checkpoint was saved before it"
+  else:  # the step after it had a finite loss
+    where = f"the last good checkpoint (step {last_checkpoint}) is intact"
+  return f"{where}.{advice}"
 
 
-def check_finite(step: int, metrics: dict, objective: str, last_checkpoint) -> None:
+def divergence_advice(config) -> str:
+  """The fix for a run that diverged, in the message that stops it."""
+  optimizer = config.get("optimizer") or {}
+  if "base_lr" not in optimizer:
+    return ""
+  return (" A resume repeats the same steps: if the run diverged (a learning rate too "
+          "high for this model and batch), it diverges again; start a new workdir with a "
+          f"smaller config.optimizer.base_lr (now {optimizer['base_lr']:g}) or a longer "
+          "warm-up (config.optimizer.warmup_epochs, now "
+          f"{optimizer.get('warmup_epochs', 0.0):g}).")
+
+
+def check_finite(step: int, metrics: dict, objective: str, last_checkpoint,
+                 advice: str = "") -> None:
   bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
   if "loss" in bad or any(k.startswith("loss/") for k in bad):
     parts = ", ".join(f"{k}={v:.6g}" for k, v in sorted(metrics.items())
                       if k == "loss" or k.startswith("loss/"))
     raise NonFiniteLossError(
         f"non-finite loss at step {step} (objective {objective!r}): {parts}. Training "
-        f"stopped; {_last_good(last_checkpoint)}.")
+        f"stopped; {_stopped(step, last_checkpoint, advice)}")
 
 
 def check_state_finite(step: int, state, metrics: dict, objective: str,
-                       last_checkpoint) -> None:
+                       last_checkpoint, advice: str = "") -> None:
   """Before a save: the whole state (one reduction per array, on device) must be finite."""
   if not float(_all_finite(state)):
     raise NonFiniteLossError(
         f"non-finite values in the train state (parameters, batch statistics or optimiser "
         f"state) after step {step} (objective {objective!r}; its loss was still "
         f"{metrics.get('loss', float('nan')):.6g}). Training stopped; "
-        f"{_last_good(last_checkpoint)}.")
+        f"{_stopped(step, last_checkpoint, advice)}")
 
 
 def _disk_usage(path: str) -> int:
@@ -326,13 +348,15 @@ def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
   eval_metrics: dict = {}
   started = time.time()
   pending = None  # (step, metrics) checked once the next step is dispatched
+  advice = divergence_advice(config)
   signals = StopSignals()
   try:
     signals.__enter__()
     for step in range(start_step + 1, total + 1):
       state, metrics = job.train_step(state, next(batches))
       if pending is not None:  # the previous step's loss, without stalling the device
-        check_finite(pending[0], to_floats(pending[1]), job.objective, last_checkpoint)
+        check_finite(pending[0], to_floats(pending[1]), job.objective, last_checkpoint,
+                     advice)
       pending = (step, metrics)
       progress(step)
       is_last = step == total
@@ -341,7 +365,7 @@ def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
                   or signals.received is not None or checkpointer.reached_preemption(step))
       if step % config.log_every == 0 or save_now:
         host_metrics = to_floats(metrics)
-        check_finite(step, host_metrics, job.objective, last_checkpoint)
+        check_finite(step, host_metrics, job.objective, last_checkpoint, advice)
         pending = None
         if step % config.log_every == 0 or is_last:
           writer.write_scalars(step, host_metrics)
@@ -349,7 +373,8 @@ def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
         eval_metrics = job.evaluate(state)
         writer.write_scalars(step, eval_metrics)
       if save_now:  # only verified-finite states are saved
-        check_state_finite(step, state, host_metrics, job.objective, last_checkpoint)
+        check_state_finite(step, state, host_metrics, job.objective, last_checkpoint,
+                           advice)
         try:
           checkpointer.save(step, state,
                             {"data_position": position + (step - start_step)})

@@ -69,7 +69,8 @@ def test_state_that_goes_non_finite_before_its_loss_is_never_saved(tmp_path):
     run(tmp_path, total_steps=6, blow_up_at=3)
   message = str(info.value)
   assert "non-finite values in the train state" in message and "after step 3" in message
-  assert "the last good checkpoint (step 2) is intact" in message
+  assert ("the newest checkpoint (step 2) is intact and finite, but this step started "
+          "from its parameters.") in message
   assert steps_on_disk(tmp_path) == [1, 2]
   # The last good checkpoint resumes: the same run without the fault trains to the end.
   outcome = run(tmp_path, total_steps=6)
@@ -78,11 +79,18 @@ def test_state_that_goes_non_finite_before_its_loss_is_never_saved(tmp_path):
 
 
 def test_nan_loss_names_the_newest_good_checkpoint(tmp_path):
+  """The loss of step 4 comes from the parameters saved at step 3: that checkpoint is
+  finite but is where the fault started; with a checkpoint every 2 steps, the one of step
+  2 is good (step 3's loss, computed from it, was finite)."""
   with pytest.raises(loop.NonFiniteLossError, match=r"non-finite loss at step 4 \(objective "
-                     r"'fake'\): loss=nan\. Training stopped; the last good checkpoint "
-                     r"\(step 3\) is intact"):
-    run(tmp_path, total_steps=6, nan_loss_at=4)
-  assert steps_on_disk(tmp_path) == [1, 2, 3]
+                     r"'fake'\): loss=nan\. Training stopped; the newest checkpoint \(step "
+                     r"3\) is intact and finite, but this step started from its parameters"):
+    run(tmp_path / "every_step", total_steps=6, nan_loss_at=4)
+  assert steps_on_disk(tmp_path / "every_step") == [1, 2, 3]
+  config = fake_config(checkpoint_every=2)
+  with pytest.raises(loop.NonFiniteLossError, match=r"Training stopped; the last good "
+                     r"checkpoint \(step 2\) is intact\."):
+    run(tmp_path / "every_other", total_steps=6, nan_loss_at=4, config=config)
 
 
 def test_full_disk_ends_the_run_with_one_line_and_the_last_good_step(tmp_path,
@@ -214,6 +222,11 @@ def test_stops_at_first_non_finite_loss_and_keeps_last_checkpoint(tfds_dir, tmp_
   message = str(info.value)
   assert "non-finite loss at step 2" in message and "'vicreg'" in message
   assert "loss/invariance=" in message and "step 1" in message
+  # lr 1e30: the checkpoint of step 1 is finite but already blown up (issue 28): the
+  # message says so, and how to restart.
+  assert ("the newest checkpoint (step 1) is intact and finite, but this step started "
+          "from its parameters. A resume repeats the same steps") in message, message
+  assert "smaller config.optimizer.base_lr (now 1e+30)" in message
   checkpointer = ckpt_lib.Checkpointer(str(tmp_path / "checkpoints"))
   assert checkpointer.all_steps() == [1]
   params, step = params_of(tmp_path)

@@ -377,10 +377,20 @@ def _folder_parts(split: str) -> list:
   return parts
 
 
-def _label_folders(split_dir: pathlib.Path) -> list:
+def _subfolders(split_dir: pathlib.Path) -> list:
   if not split_dir.is_dir():
     return []
   return sorted(d for d in split_dir.iterdir() if d.is_dir() and not _hidden(d))
+
+
+def _holds_images(folder: pathlib.Path) -> bool:
+  return any(f.suffix.lower() in IMAGE_SUFFIXES and not _hidden(f) for f in folder.iterdir())
+
+
+def _label_folders(split_dir: pathlib.Path) -> list:
+  """The class folders of a split: its subfolders that hold images (an empty folder is
+  not a class; :func:`_load_folder` names it)."""
+  return [d for d in _subfolders(split_dir) if _holds_images(d)]
 
 
 def folder_class_names(root: str, train_split: str = "train") -> tuple:
@@ -585,6 +595,15 @@ def _load_folder(root: str, split: str, process_index: int, process_count: int, 
           f"image folder split {str(split_dir)!r} does not exist. Expected the layout "
           f"{root}/<split>/<label>/*.png (or .jpg), e.g. {root}/train/cat/0001.png.")
     label_dirs = _label_folders(split_dir)
+    empty = [d.name for d in _subfolders(split_dir) if d not in label_dirs]
+    if empty and label_dirs:  # (none with images: the "holds no images" error below)
+      message = (f"image folder split {str(split_dir)!r}: class folder(s) {empty} hold no "
+                 "images (*.png, *.jpg, *.jpeg)")
+      if strict:
+        raise ValueError(message + "; add images or remove the folder(s) (or leave "
+                         "strict off to skip them).")
+      warnings.warn(message + "; skipped: they are not classes (strict=True stops "
+                    "instead).", DataWarning, stacklevel=3)
     unknown = [d.name for d in label_dirs if d.name not in ids]
     if unknown:
       raise ValueError(_classes_lacking(f"image folder split {str(split_dir)!r}", unknown,

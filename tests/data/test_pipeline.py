@@ -609,3 +609,19 @@ def test_crop_on_device_batches_whole_uint8_images_and_resumes(tfds_dir):
   np.testing.assert_array_equal(_first(later)[0]["views"][0], a[2]["views"][0])
   with pytest.raises(ValueError, match="crop_on_device=True needs device_augment=True"):
     _train(split, device_augment=False, crop_on_device=True)
+
+
+def test_an_empty_class_folder_is_named_and_skipped_or_refused_under_strict(tmp_path):
+  """It used to add a class silently (num_classes=4 for 3 classes with images)."""
+  from helpers import write_image_folder
+  root = write_image_folder(tmp_path, {"train": "abc", "test": "abc"})
+  (root / "train" / "d").mkdir()
+  (root / "train" / "d" / "notes.txt").write_text("not an image")
+  with pytest.warns(data.pipeline.DataWarning, match=r"class folder\(s\) \['d'\] hold no "
+                    r"images .*; skipped: they are not classes"):
+    split = data.load_split(f"image_folder:{root}", "train")
+  assert split.num_classes == 3 and split.class_names == ("a", "b", "c")
+  assert data.pipeline.dataset_num_classes(f"image_folder:{root}") == 3
+  with pytest.raises(ValueError, match=r"class folder\(s\) \['d'\] hold no images .*; add "
+                     "images or remove the folder"):
+    data.load_split(f"image_folder:{root}", "train", strict=True)
