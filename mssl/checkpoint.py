@@ -150,6 +150,18 @@ class Checkpointer:
       self._move_aside(unreadable)
     return found
 
+  def read_metadata_latest(self) -> Optional[tuple[int, dict]]:
+    """``(step, metadata)`` of the newest checkpoint whose metadata reads (the state is
+    not read), or None."""
+    for step in reversed(self.all_steps()):
+      try:
+        out = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return step, dict(out["meta"])
+      except Exception as error:  # a half-written checkpoint: try the one before
+        logging.warning("the metadata of checkpoint %d in %s could not be read (%s: %s).",
+                        step, self.directory, type(error).__name__, str(error)[:300])
+    return None
+
   def restore_subtrees(self, step: int, abstract_subset: Any) -> Any:
     """Only the subtrees of the state saved at ``step`` that ``abstract_subset`` names
     (e.g. ``{"params": ..., "batch_stats": ...}`` of an encoder): the rest (optimiser

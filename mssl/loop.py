@@ -43,6 +43,10 @@ from mssl import workdir as workdir_lib
 
 
 
+# The checkpoint metadata's copy of the run's config (a dict, as in config.json).
+CONFIG_KEY = "config"
+
+
 class NonFiniteLossError(FloatingPointError):
   """The objective (or the train state) became NaN or infinite; the message names the
   step, the objective's components and the newest good checkpoint."""
@@ -256,10 +260,7 @@ def save_config(config, workdir: str, run_info: dict) -> None:
 def save_run_info(workdir: str, run_info: dict) -> None:
   """``run.json``, written whole to a temporary file, then renamed over the old one: a
   kill never leaves it half written."""
-  path = os.path.join(workdir, "run.json")
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    json.dump(run_info, f, indent=2, sort_keys=True)
-  os.replace(path + ".tmp", path)
+  workdir_lib.write_json(os.path.join(workdir, "run.json"), run_info)
 
 
 def read_run_info(workdir: str, default: dict) -> dict:
@@ -317,8 +318,15 @@ def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
   state = job.state
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                        max_to_keep=config.keep_checkpoints)
+  def config_in_checkpoint():
+    found = checkpointer.read_metadata_latest()
+    return (found[0], found[1][CONFIG_KEY]) if found and CONFIG_KEY in found[1] else None
   changes = workdir_lib.check_same_run(workdir, config,
-                                       has_checkpoints=bool(checkpointer.all_steps()))
+                                       has_checkpoints=bool(checkpointer.all_steps()),
+                                       saved_in_checkpoint=config_in_checkpoint)
+  # Every checkpoint carries the config it was trained with: the identity check's stand-in
+  # for a lost config.json.
+  config_record = json.loads(config.to_json_best_effort())
   restored = checkpointer.restore_latest(ckpt_lib.abstract_like(state))
   position, start_step = 0, 0
   if restored is not None:
@@ -377,7 +385,8 @@ def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
                            advice)
         try:
           checkpointer.save(step, state,
-                            {"data_position": position + (step - start_step)})
+                            {"data_position": position + (step - start_step),
+                             CONFIG_KEY: config_record})
         except Exception as error:  # an async write error surfaces at the next save
           raise checkpoint_write_error(error, checkpointer, step) from None
         last_checkpoint = step

@@ -206,22 +206,48 @@ def config_differences(saved: dict, config, identity: bool = True) -> list[str]:
           for k in keys if before.get(k) != now.get(k)]
 
 
-def check_same_run(workdir: str, config, has_checkpoints: bool) -> list[str]:
+def check_same_run(workdir: str, config, has_checkpoints: bool,
+                   saved_in_checkpoint=None) -> list[str]:
   """Raises :class:`WorkdirError` when ``workdir`` holds checkpoints of a run whose saved
   config differs from ``config`` in a field of :data:`IDENTITY_FIELDS`; else returns the
-  accepted changes (the other fields that differ, ``"field: saved X, now Y"``)."""
-  path = os.path.join(workdir, "config.json")
-  if not has_checkpoints or not os.path.exists(path):
+  accepted changes (the other fields that differ, ``"field: saved X, now Y"``).
+
+  Without ``config.json`` (deleted, lost in a copy) the copy every checkpoint carries
+  stands in (``saved_in_checkpoint()``: ``(step, config dict)`` or None), and once the
+  check passes it is written back as ``config.json``."""
+  if not has_checkpoints:
     return []
+  path = os.path.join(workdir, "config.json")
   saved = read_json(path)
+  source = "its config.json"
+  if saved is None:
+    found = saved_in_checkpoint() if saved_in_checkpoint is not None else None
+    if found is None:
+      logging.warning("%s is missing and the checkpoints in %s carry no copy of the config "
+                      "(saved by an older mssl): the resume cannot check that this config "
+                      "is the one they were trained with.", path, workdir)
+      return []
+    step, saved = found
+    source = f"the config saved with checkpoint {step} (config.json is missing)"
   differences = config_differences(saved, config)
   if differences:
     raise WorkdirError(
-        f"the workdir {workdir} holds checkpoints of another run: its config.json differs "
+        f"the workdir {workdir} holds checkpoints of another run: {source} differs "
         "from this config in fields that change the model, objective or data:\n  - "
         + "\n  - ".join(differences) + "\nResume with the saved values, or use a new "
         "workdir; no checkpoint was moved.")
+  if not os.path.exists(path):
+    write_json(path, saved)
+    logging.warning("%s was missing: written back from %s.", path, source.split(" (")[0])
   return config_differences(saved, config, identity=False)
+
+
+def write_json(path: str, payload: dict) -> None:
+  """``payload`` as JSON in ``path``, written whole to a temporary file and renamed over
+  the old one: a kill never leaves it half written."""
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    json.dump(payload, f, indent=2, sort_keys=True)
+  os.replace(path + ".tmp", path)
 
 
 def enable_compilation_cache(config, workdir: str) -> Optional[str]:

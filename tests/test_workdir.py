@@ -34,6 +34,28 @@ def test_changed_config_on_a_workdir_is_refused_and_moves_nothing(tmp_path):
   assert run(tmp_path, total_steps=3, config=fake_config(log_every=5)).finished
 
 
+def test_a_deleted_config_json_does_not_switch_the_identity_check_off(tmp_path, caplog):
+  """It used to resume with any changed loss block, unchecked, and never wrote config.json
+  back: the copy saved with every checkpoint stands in, and is written back."""
+  run(tmp_path, total_steps=2)
+  saved = json.loads((tmp_path / "config.json").read_text())
+  (tmp_path / "config.json").unlink()
+  config = fake_config()
+  config.loss.lam = 0.25
+  with pytest.raises(workdir_lib.WorkdirError) as info:
+    run(tmp_path, total_steps=4, config=config)
+  message = str(info.value)
+  assert ("holds checkpoints of another run: the config saved with checkpoint 2 "
+          "(config.json is missing) differs") in message, message
+  assert "loss.lam: saved 1.0, now 0.25" in message
+  assert not (tmp_path / "config.json").exists()  # nothing written for a refused run
+  with caplog.at_level("WARNING"):
+    assert run(tmp_path, total_steps=3).finished
+  assert json.loads((tmp_path / "config.json").read_text()) == saved
+  assert any("config.json was missing: written back from the config saved with "
+             "checkpoint 2" in r.getMessage() for r in caplog.records)
+
+
 def test_config_differences_compare_groups_and_ignore_fields_added_since():
   saved = json.loads(fake_config().to_json_best_effort())
   saved["model"].pop("patch_size")       # a field the code has added since the save
