@@ -176,8 +176,28 @@ def _set_none(config, fields: dict) -> None:
 _STATE: dict = {}
 
 
+def _where(error: BaseException, spec) -> str:
+  """`` (FILE, line N: CODE)`` of the innermost frame of the config file (or a config
+  beside it) where ``error`` arose; "" for the deliberate errors of config arguments and
+  when no such frame exists (a SyntaxError names its line itself)."""
+  import traceback
+  if spec is None or isinstance(error, SyntaxError) or \
+      type(error).__name__ == "ConfigArgError":
+    return ""
+  folder = os.path.dirname(os.path.abspath(spec.split(":", 1)[0]))
+  frames = [f for f in traceback.extract_tb(error.__traceback__)
+            if os.path.dirname(os.path.abspath(f.filename)) == folder]
+  if not frames:
+    return ""
+  frame = frames[-1]
+  name = os.path.relpath(frame.filename)
+  name = frame.filename if name.startswith("..") else name
+  return f" ({name}, line {frame.lineno}: {frame.line})"
+
+
 def parse_flags(argv):
   """absl's flag parsing, after :func:`prepare_command_line`; errors are one line."""
+  spec = None
   try:
     spec = config_file_argument(argv)
     if spec is not None:
@@ -186,7 +206,7 @@ def parse_flags(argv):
       _STATE["base"] = base
       sys.argv[:] = argv  # config_flags reads the overrides from sys.argv
   except Exception as error:  # the config file's own errors (ConfigArgError, ...)
-    sys.stderr.write(f"FATAL: {type(error).__name__}: {error}\n")
+    sys.stderr.write(f"FATAL: {type(error).__name__}: {error}{_where(error, spec)}\n")
     sys.exit(2)
   try:
     return flags.FLAGS(argv)

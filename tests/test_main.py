@@ -35,7 +35,7 @@ def test_unknown_config_word_and_field_fail_before_anything_is_built(tmp_path):
                   f"--workdir={tmp_path}/w"], cwd=tmp_path)  # from another directory
   assert out.returncode == 2
   assert ("config argument 'cifar100x' is not known; allowed: cifar10, cifar100, stl10, "
-          "runlocal.") in out.stderr
+          "runlocal, shapes, steps=<int>.") in out.stderr
   out = run_main([f"--config={CONFIGS}/simclr_r18_cifar.py:runlocal",
                   f"--workdir={tmp_path}/w", "--config.loss.temprature=0.2"], cwd=tmp_path)
   assert out.returncode == 2
@@ -43,6 +43,19 @@ def test_unknown_config_word_and_field_fail_before_anything_is_built(tmp_path):
           "temperature.") in out.stderr
   assert "Traceback" not in out.stderr
   assert not (tmp_path / "w").exists()
+
+
+def test_an_error_in_a_config_file_names_its_line(tmp_path):
+  """A NameError in a config file used to be reported without its line."""
+  (tmp_path / "mine.py").write_text(
+      "from configs import common\n\n\ndef get_config(arg=None):\n"
+      "  c = common.get_config()\n  c.total_steps = undefined_name\n  return c\n")
+  (tmp_path / "configs").symlink_to(CONFIGS)  # its siblings, as in a copy of configs/
+  out = run_main([f"--config={tmp_path}/mine.py", f"--workdir={tmp_path}/w"], cwd=tmp_path)
+  assert out.returncode == 2
+  assert ("FATAL: NameError: name 'undefined_name' is not defined (mine.py, line 6: "
+          "c.total_steps = undefined_name)") in out.stderr, out.stderr
+  assert "Traceback" not in out.stderr
 
 
 def test_config_file_runs_from_any_directory(tmp_path):
