@@ -23,6 +23,7 @@ The layers below are described in ``docs/architecture.md``.
 from __future__ import annotations
 
 import importlib
+import os
 
 import jax
 import ml_collections
@@ -51,5 +52,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   trainer = importlib.import_module(trainer_module(config))
   # One run per workdir: a second process on it stops here, naming the first.
   with workdir_lib.WorkdirLock(workdir, enabled=jax.process_index() == 0):
+    # A workdir file that cannot be read is reported now, before anything is built.
+    for name in ("config.json", "run.json"):
+      workdir_lib.read_json(os.path.join(workdir, name))
     workdir_lib.enable_compilation_cache(config, workdir)
     return trainer.train_and_evaluate(config, workdir)

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import logging
 import os
@@ -117,9 +118,12 @@ class WorkdirLock:
   def acquire(self) -> None:
     if not self.enabled:
       return
-    os.makedirs(os.path.dirname(self.path), exist_ok=True)
     me = {"pid": os.getpid(), "host": socket.gethostname(),
           "started": datetime.datetime.now().isoformat(timespec="seconds")}
+    try:
+      os.makedirs(os.path.dirname(self.path), exist_ok=True)
+    except OSError as error:  # read-only, or a file where the folder should be
+      raise self._not_writable(error) from None
     for _ in range(2):
       try:
         fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -146,11 +150,23 @@ class WorkdirLock:
             f"{owner.get('started', '?')}); two runs on one workdir would overwrite each "
             f"other's checkpoints. Wait for it to finish, or use another workdir. If that "
             f"process is gone, delete {self.path}.") from None
+      except OSError as error:
+        if isinstance(error, PermissionError) or error.errno == errno.EROFS:
+          raise self._not_writable(error) from None
+        raise
       with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(me, f)
       self._held = True
       return
     raise WorkdirError(f"could not take the lock {self.path}.")
+
+  def _not_writable(self, error: OSError) -> WorkdirError:
+    return WorkdirError(
+        f"the workdir {os.path.dirname(self.path)} is not writable "
+        f"({error.strerror or error}): a run writes its lock, checkpoints, metrics and "
+        "results there. Use a writable workdir (a copy of this one resumes from its "
+        "checkpoints); to evaluate or export a read-only run, point "
+        "config.pretrained_workdir (configs/linear_eval.py) or mssl.export at it.")
 
   def release(self) -> None:
     if self._held:

@@ -188,3 +188,51 @@ def test_a_resume_may_change_length_and_cadence_naming_each_change(tmp_path, cap
     (config[group] if group else config)[name] = value
     with pytest.raises(workdir_lib.WorkdirError, match=rf"- {field}: saved .*, now {value}"):
       run(tmp_path, total_steps=8, config=config)
+
+
+@pytest.mark.parametrize("error", [PermissionError(13, "Permission denied"),
+                                   OSError(30, "Read-only file system")])
+def test_a_read_only_workdir_is_one_message(tmp_path, monkeypatch, error):
+  """It used to end in 5 tracebacks (PermissionError on run.lock). (As root, chmod does
+  not stop a write, so the filesystem's refusal is simulated.)"""
+  real_open = os.open
+
+  def refusing_open(path, *args, **kwargs):
+    if str(path).endswith(workdir_lib.LOCK_FILE):
+      raise error
+    return real_open(path, *args, **kwargs)
+  monkeypatch.setattr(os, "open", refusing_open)
+  with pytest.raises(workdir_lib.WorkdirError) as info:
+    workdir_lib.WorkdirLock(str(tmp_path)).acquire()
+  message = str(info.value)
+  assert message.startswith(f"the workdir {tmp_path} is not writable ({error.strerror}): "
+                            "a run writes its lock"), message
+  assert "\n" not in message
+
+
+def test_a_workdir_file_where_the_folder_should_be_is_one_message(tmp_path):
+  (tmp_path / "file").write_text("")
+  with pytest.raises(workdir_lib.WorkdirError, match="is not writable"):
+    workdir_lib.WorkdirLock(str(tmp_path / "file" / "w")).acquire()
+
+
+def test_a_corrupt_workdir_file_is_reported_before_anything_is_built(tmp_path, tfds_dir,
+                                                                     monkeypatch):
+  """A corrupt config.json or run.json used to be a raw JSONDecodeError after 7-25 s."""
+  from mssl import train
+  from helpers import small
+  class Trainer:  # what would build the model and data
+    @staticmethod
+    def train_and_evaluate(config, workdir):
+      raise AssertionError("the trainer ran: the workdir files were not read first")
+  real_import = train.importlib.import_module
+  monkeypatch.setattr(train.importlib, "import_module", lambda name: Trainer if
+                      name.startswith("mssl.trainers") else real_import(name))
+  config = small(load_config("quickstart"), tfds_dir)
+  for name in ("config.json", "run.json"):
+    workdir = tmp_path / name
+    workdir.mkdir()
+    (workdir / name).write_text('{"objective": ')
+    with pytest.raises(workdir_lib.WorkdirError, match=f"{name} is not valid JSON"):
+      train.train_and_evaluate(config, str(workdir))
+    assert not (workdir / workdir_lib.LOCK_FILE).exists()
