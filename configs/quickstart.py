@@ -12,9 +12,11 @@ against 18.00% / 20.50% at random initialisation and 15.70% / 30.40% on raw pixe
 linear 38.50% [34.85, 40.85], kNN 37.60% [35.45, 40.35] (README, *Results*; the digits
 depend on the machine, docs/reproducibility.md).
 
-The settings (width 8 and batch 128 for compute, colour jitter strong enough to remove
-the per-image colour shortcut, crops of 50-100% of the image) and the runs that chose
-them: docs/quickstart_tuning.md.
+It is Matrix-SSL's ``shapes`` recipe (``configs/matrix_ssl_r18_cifar.py:shapes``,
+``configs/common.shapes``), the CPU recipe every two-view config has and
+benchmarks/learning.py runs. The settings (width 8 and batch 128 for compute, colour
+jitter strong enough to remove the per-image colour shortcut, crops of 50-100% of the
+image) and the runs that chose them: docs/quickstart_tuning.md.
 """
 
 from configs import common, matrix_ssl_r18_cifar
