@@ -58,7 +58,11 @@ COLUMNS = ("objective", "config", "seed", "steps", "wall_s", "pretrained_linear"
 TWO_VIEW_MARGIN = 0.10   # pretrained - random init, on both the linear probe and kNN
 FINETUNE_MARGIN = 0.05   # fine-tune from pretrained - fine-tune from random init
 # Why an objective misses the bar, where it does (measured; shown in the table).
-SHORTFALLS: dict[str, str] = {}
+SHORTFALLS: dict[str, str] = {
+    "byol": "collapses at this budget without a uniformity term (docs/learning.md)",
+    "simsiam": "collapses at this budget (projection effective rank 3-9 of 256) under "
+               "three recipes (docs/learning.md)",
+}
 
 
 def objectives() -> list[str]:
