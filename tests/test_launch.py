@@ -59,7 +59,10 @@ def _stubs(tmp_path):
   # srun OPTIONS... COMMAND ARGS...: runs COMMAND once as task 0 of 2.
   _executable(bin_dir / "srun", "#!/usr/bin/env bash\nwhile [[ $1 == --* ]]; do shift; done\n"
                                 "SLURM_NTASKS=2 SLURM_PROCID=0 exec \"$@\"\n")
-  _executable(bin_dir / "scontrol", "#!/usr/bin/env bash\necho node-a\necho node-b\n")
+  # A long node list: a reader that stops after the first line (head) would make it die
+  # of SIGPIPE (exit 141 under pipefail; it happened in CI with 2 lines).
+  _executable(bin_dir / "scontrol", "#!/usr/bin/env bash\necho node-a\necho node-b\n"
+              "for i in $(seq 1 20000); do echo node-c$i; done\n")
   # gcloud ... --command=STRING: runs STRING with bash, as ssh runs it on a worker.
   _executable(bin_dir / "gcloud", "#!/usr/bin/env bash\nfor a in \"$@\"; do\n"
                                   "  [[ $a == --command=* ]] && exec bash -c \"${a#--command=}\"\n"

@@ -110,7 +110,8 @@ def test_every_config_field_the_readme_mentions_is_settable():
       if field.isupper() or field.split(".")[-1].isupper():
         continue
       name = named.group(1) if named else (
-          "linear_eval" if field == "pretrained_workdir" else "quickstart")
+          "linear_eval" if field == "pretrained_workdir" else
+          "finetune" if field.startswith("finetune.") else "quickstart")
       config = load_config(name)
       if field == "objective":
         continue  # switching is covered above
