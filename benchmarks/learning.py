@@ -62,6 +62,10 @@ SHORTFALLS: dict[str, str] = {
     "byol": "collapses at this budget without a uniformity term (docs/learning.md)",
     "simsiam": "collapses at this budget (projection effective rank 3-9 of 256) under "
                "three recipes (docs/learning.md)",
+    "spectral_contrastive": "no collapse (feature effective rank 25 of 64) but no shape "
+                            "either; not yet diagnosed (docs/learning.md)",
+    "frossl": "still rising when the budget ends (kNN 17% -> 30% over steps 500-2000; "
+              "docs/learning.md)",
 }
 
 
