@@ -64,6 +64,7 @@ SHORTFALLS: dict[str, str] = {
                "three recipes (docs/learning.md)",
     "spectral_contrastive": "no collapse (feature effective rank 25 of 64) but no shape "
                             "either; not yet diagnosed (docs/learning.md)",
+    "mec": "learns more slowly than Matrix-SSL on the same encoder (docs/learning.md)",
     "frossl": "still rising when the budget ends (kNN 17% -> 30% over steps 500-2000; "
               "docs/learning.md)",
 }
