@@ -26,14 +26,6 @@ class ConfigError(ValueError):
   """A config that cannot run; the message lists every problem found."""
 
 
-def _is_tfds_prepared(dataset: str, data_dir) -> bool:
-  import tensorflow_datasets as tfds
-  try:
-    return tfds.builder(dataset, data_dir=data_dir).is_prepared()
-  except Exception:
-    return False
-
-
 def _check_downstream(config, check) -> None:
   """linear_eval / finetune: what they take from ``config.pretrained_workdir`` (its
   config.json) fits this run: a pretraining run's workdir, an encoder this mode handles,
@@ -327,7 +319,7 @@ def validate(config, *, device_count: int | None = None,
     check(False, f"config.data.dataset={dataset!r}: {unknown}")
   elif (config.mode == "pretrain" and not dataset.startswith(data.pipeline.EMBEDDED)
         and not config.data.download and (data_dir is None or os.path.isdir(data_dir))):
-    check(_is_tfds_prepared(dataset, data_dir),
+    check(data.pipeline.prepared_builder(dataset, data_dir) is not None,
           f"config.data.dataset={dataset!r} is not prepared in config.data.data_dir="
           f"{data_dir!r}. " + data.pipeline._prepare_instructions(
               dataset, data_dir or "~/tensorflow_datasets"))

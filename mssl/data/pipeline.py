@@ -185,6 +185,18 @@ def _split_names(split: str) -> list:
   return [re.sub(r"\[.*\]\s*$", "", term).strip() for term in split.split("+")]
 
 
+def prepared_builder(dataset: str, data_dir: Optional[str]):
+  """The tfds builder of ``dataset`` when it is registered and prepared in ``data_dir``
+  (its info is then read offline, nothing is built), else None."""
+  if check_dataset_name(dataset):
+    return None
+  try:
+    builder = tfds.builder(dataset, data_dir=data_dir)
+    return builder if builder.is_prepared() else None
+  except Exception:  # not registered, not prepared: the dataset checks report it
+    return None
+
+
 def _known_splits(dataset: str, data_dir: Optional[str]) -> Optional[list]:
   """The split names of ``dataset`` where they can be read offline without building
   anything (an image folder's split folders, a prepared tfds dataset's info, the
@@ -193,16 +205,11 @@ def _known_splits(dataset: str, data_dir: Optional[str]) -> Optional[list]:
     root = pathlib.Path(dataset[len(FOLDER_PREFIX):])
     return sorted(d.name for d in root.iterdir() if d.is_dir() and not _hidden(d)) \
         if root.is_dir() else None
-  if check_dataset_name(dataset):
-    return None
-  if dataset.split("/")[0] == EMBEDDED:
+  if dataset.split("/")[0] == EMBEDDED and not check_dataset_name(dataset):
     from mssl.data import shapes
     return sorted(shapes.SPLITS)
-  try:
-    builder = tfds.builder(dataset, data_dir=data_dir)
-    return sorted(builder.info.splits) if builder.is_prepared() else None
-  except Exception:  # not registered, not prepared: the dataset checks report it
-    return None
+  builder = prepared_builder(dataset, data_dir)
+  return sorted(builder.info.splits) if builder is not None else None
 
 
 def check_split(dataset: str, split: str, *, data_dir: Optional[str] = None,
@@ -253,19 +260,13 @@ def dataset_num_classes(dataset: str, *, data_dir: Optional[str] = None,
     root = dataset[len(FOLDER_PREFIX):]
     return len(folder_class_names(root, train_split)) or None \
         if os.path.isdir(root) else None
-  if check_dataset_name(dataset):
-    return None
-  if dataset.split("/")[0] == EMBEDDED:
+  if dataset.split("/")[0] == EMBEDDED and not check_dataset_name(dataset):
     from mssl.data import shapes
     return len(shapes.CLASSES)
-  try:
-    builder = tfds.builder(dataset, data_dir=data_dir)
-    if not builder.is_prepared():
-      return None
-    label = builder.info.features["label"] if "label" in builder.info.features else None
-    return getattr(label, "num_classes", None)
-  except Exception:
+  builder = prepared_builder(dataset, data_dir)
+  if builder is None or "label" not in builder.info.features:
     return None
+  return getattr(builder.info.features["label"], "num_classes", None)
 
 
 def _load_tfds(name: str, split: str, data_dir: Optional[str], download: bool,
@@ -594,8 +595,9 @@ def _load_folder(root: str, split: str, process_index: int, process_count: int, 
       raise DatasetNotReadyError(
           f"image folder split {str(split_dir)!r} does not exist. Expected the layout "
           f"{root}/<split>/<label>/*.png (or .jpg), e.g. {root}/train/cat/0001.png.")
-    label_dirs = _label_folders(split_dir)
-    empty = [d.name for d in _subfolders(split_dir) if d not in label_dirs]
+    subfolders = _subfolders(split_dir)
+    label_dirs = [d for d in subfolders if _holds_images(d)]  # as _label_folders
+    empty = [d.name for d in subfolders if d not in label_dirs]
     if empty and label_dirs:  # (none with images: the "holds no images" error below)
       message = (f"image folder split {str(split_dir)!r}: class folder(s) {empty} hold no "
                  "images (*.png, *.jpg, *.jpeg)")
