@@ -164,7 +164,7 @@ def _stopped(step: int, last_checkpoint, advice: str) -> str:
   computed from the parameters saved at step k - 1: a checkpoint made one step before is
   finite, but holds the parameters the fault came from, and a resume (same data order,
   same augmentation, same optimiser) repeats it."""
-  if last_checkpoint is not None and last_checkpoint == step - 1:
+  if last_checkpoint == step - 1:
     where = (f"the newest checkpoint (step {last_checkpoint}) is intact and finite, but "
              "this step started from its parameters")
   elif last_checkpoint is None:

@@ -33,7 +33,12 @@ def small(config, tfds_dir, **overrides):
   config.data.knn_split = "train[:128]"
   config.eval.batch_size = 64
   config.batch_size = 32
-  for key, value in overrides.items():
+  return set_fields(config, overrides)
+
+
+def set_fields(config, values: dict):
+  """Sets dotted fields (``{"data.image_size": 16}``) of ``config``; returns it."""
+  for key, value in values.items():
     target = config
     *path, last = key.split(".")
     for part in path:

@@ -6,17 +6,12 @@ import pytest
 
 from mssl import losses, train, validation
 
-from helpers import load_config, masked_config, small, write_image_folder
+from helpers import load_config, masked_config, set_fields, small, write_image_folder
 
 
 def problems(name="quickstart", arg=None, **overrides):
   config = load_config(name, arg)
-  for key, value in overrides.items():
-    target = config
-    *path, last = key.split(".")
-    for part in path:
-      target = target[part]
-    target[last] = value
+  set_fields(config, overrides)
   with pytest.raises(validation.ConfigError) as info:
     validation.validate(config, device_count=1, process_count=1)
   return str(info.value)
@@ -182,12 +177,7 @@ def _downstream(mode, pre_workdir, **overrides):
   config = load_config("linear_eval" if mode == "linear_eval" else "finetune",
                        None if mode == "linear_eval" else "shapes")
   config.pretrained_workdir = str(pre_workdir)
-  for key, value in overrides.items():
-    target = config
-    *path, last = key.split(".")
-    for part in path:
-      target = target[part]
-    target[last] = value
+  set_fields(config, overrides)
   with pytest.raises(validation.ConfigError) as info:
     validation.validate(config, device_count=1, process_count=1)
   return str(info.value)
@@ -196,12 +186,7 @@ def _downstream(mode, pre_workdir, **overrides):
 def _saved(tmp_path, name="pre", config_name="mmae_shapes", arg=None, **fields):
   from mssl import loop
   config = load_config(config_name, arg)
-  for key, value in fields.items():
-    target = config
-    *path, last = key.split(".")
-    for part in path:
-      target = target[part]
-    target[last] = value
+  set_fields(config, fields)
   (tmp_path / name).mkdir()
   loop.save_config(config, str(tmp_path / name), {"num_classes": 10})
   return tmp_path / name

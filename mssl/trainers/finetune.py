@@ -6,8 +6,10 @@
 The encoder comes from the pretraining workdir's newest readable checkpoint
 (:mod:`mssl.export` reads only its parameters), or, with ``config.finetune.init="random"``,
 is the same architecture at random initialisation (the baseline a pretraining run has to
-beat: the same fine-tune, budget and seed, without the pretraining); the step, the recipe and what is reported
-are :mod:`mssl.steps.finetune`'s; the loop is :mod:`mssl.loop`'s.
+beat: the same fine-tune, budget and seed, without the pretraining). The data fields are
+the pretraining run's with this run's laid over them (:func:`mssl.export.downstream_data`);
+the step, the recipe and what is reported are :mod:`mssl.steps.finetune`'s; the loop is
+:mod:`mssl.loop`'s.
 """
 
 from __future__ import annotations
@@ -24,16 +26,11 @@ from mssl.models.vit import VIT_SIZES
 from mssl.steps import finetune
 
 
-def resolved_config(config):
-  """The pretraining run's config with this run's data/eval fields laid over it."""
-  return export.downstream_data(config)
-
-
 def train_and_evaluate(config, workdir: str) -> dict:
   """Fine-tunes the pretrained encoder of ``config.pretrained_workdir``; see the docstring."""
   is_main = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
-  pre_config, data_config = resolved_config(config)
+  pre_config, data_config = export.downstream_data(config)
   run_config = config.copy_and_resolve_references()
   with run_config.unlocked():
     run_config.data = data_config

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from mssl import export, loop, train
-from mssl.trainers import finetune
 
 from helpers import load_config
 
@@ -22,7 +21,7 @@ def test_data_fields_left_none_come_from_the_pretraining_run(tmp_path):
   config = load_config("finetune", "shapes")
   config.pretrained_workdir = str(tmp_path)
   config.data.image_size = None
-  pre_config, data_config = finetune.resolved_config(config)
+  pre_config, data_config = export.downstream_data(config)
   assert pre_config.objective == "mmae" and pre_config.data.eval_split == "test[:300]"
   assert data_config.dataset == pre.data.dataset                 # None here
   assert data_config.image_size == pre.data.image_size == 32     # None here
