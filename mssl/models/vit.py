@@ -85,8 +85,9 @@ def sincos_with_cls(grid: int, width: int) -> np.ndarray:
 
 
 def dot_product_attention(query, key, value, mask=None, dropout_rate: float = 0.0, *,
-                          implementation: str = "auto"):
+                          implementation: str = "auto", is_causal: bool = False):
   """``softmax(q k^T / sqrt(head_dim)) v`` per head; inputs (N, tokens, heads, head_dim).
+  ``is_causal``: token ``i`` attends to tokens ``<= i`` only (the language model's blocks).
 
   The ``attention_fn`` of the blocks' ``nn.MultiHeadDotProductAttention`` (same parameters
   as flax's default), through ``jax.nn.dot_product_attention``: logits and softmax in
@@ -95,24 +96,26 @@ def dot_product_attention(query, key, value, mask=None, dropout_rate: float = 0.
   rejects the shapes even after :func:`_cudnn_attention`'s padding.
   """
   if mask is not None or dropout_rate:
-    raise ValueError("ViT attention takes no mask and no attention dropout.")
+    raise ValueError("mssl's attention takes no mask (is_causal instead) and no attention "
+                     "dropout.")
   if implementation not in ATTENTION:
     raise ValueError(f"attention must be one of {ATTENTION}; got {implementation!r}.")
   if implementation == "cudnn" or (implementation == "auto" and jax.default_backend() == "gpu"
                                    and query.dtype in (jnp.bfloat16, jnp.float16)):
-    out = _cudnn_attention(query, key, value)
+    out = _cudnn_attention(query, key, value, is_causal)
     if out is not None:
       return out
     if implementation == "cudnn":
       raise ValueError(f"cuDNN's attention rejects queries of shape {query.shape} and "
                        f"dtype {query.dtype}, padded or not; use attention='xla'.")
-  return jax.nn.dot_product_attention(query, key, value, implementation="xla")
+  return jax.nn.dot_product_attention(query, key, value, is_causal=is_causal,
+                                      implementation="xla")
 
 
 _REJECTED = (NotImplementedError, RuntimeError, ValueError)
 
 
-def _cudnn_attention(query, key, value):
+def _cudnn_attention(query, key, value, is_causal: bool = False):
   """cuDNN's fused attention with the least padding (:func:`padded_attention`) it
   accepts, or ``None``: the tokens padded to a multiple of 1, 8 or 64, then the head
   dimension to a multiple of 64 as well. (cuDNN 9 on an H100 rejects the training of
@@ -121,14 +124,16 @@ def _cudnn_attention(query, key, value):
   for head_multiple, token_multiple in itertools.product((1, 64), (1, 8, 64)):
     try:
       return padded_attention(query, key, value, head_multiple=head_multiple,
-                              token_multiple=token_multiple, implementation="cudnn")
+                              token_multiple=token_multiple, is_causal=is_causal,
+                              implementation="cudnn")
     except _REJECTED:
       continue
   return None
 
 
 def padded_attention(query, key, value, *, head_multiple: int = 1,
-                     token_multiple: int = 1, implementation: str = "xla"):
+                     token_multiple: int = 1, is_causal: bool = False,
+                     implementation: str = "xla"):
   """The same attention with the head dimension zero-padded to a multiple of
   ``head_multiple`` (zeros add nothing to the logits, the extra output columns are
   dropped; the scale stays ``1/sqrt(head_dim)``) and the tokens padded to a multiple of
@@ -141,7 +146,7 @@ def padded_attention(query, key, value, *, head_multiple: int = 1,
     lengths = jnp.full((n,), length, jnp.int32)
   out = jax.nn.dot_product_attention(
       *(jnp.pad(x, pad) for x in (query, key, value)), scale=1.0 / float(np.sqrt(head)),
-      query_seq_lengths=lengths, key_value_seq_lengths=lengths,
+      query_seq_lengths=lengths, key_value_seq_lengths=lengths, is_causal=is_causal,
       implementation=implementation)
   return out[:, :length, :, :head]
 
@@ -181,12 +186,14 @@ class MlpBlock(nn.Module):
 
 
 class EncoderBlock(nn.Module):
-  """Pre-norm block: x + drop_path(attn(LN(x))), then x + drop_path(mlp(LN(x)))."""
+  """Pre-norm block: x + drop_path(attn(LN(x))), then x + drop_path(mlp(LN(x)));
+  ``causal``: each token attends to itself and the tokens before it."""
   num_heads: int
   mlp_dim: int
   drop_path: float = 0.0
   dtype: Any = jnp.float32
   attention: str = "auto"
+  causal: bool = False
 
   def _drop_path(self, y, train):
     if not train or self.drop_path == 0.0:
@@ -202,7 +209,7 @@ class EncoderBlock(nn.Module):
     y = nn.MultiHeadDotProductAttention(
         num_heads=self.num_heads, dtype=self.dtype,
         kernel_init=nn.initializers.xavier_uniform(),
-        attention_fn=functools.partial(dot_product_attention,
+        attention_fn=functools.partial(dot_product_attention, is_causal=self.causal,
                                        implementation=self.attention))(y, y)
     x = x + self._drop_path(y, train)
     y = nn.LayerNorm(epsilon=LN_EPSILON, dtype=self.dtype)(x)
@@ -211,7 +218,7 @@ class EncoderBlock(nn.Module):
 
 
 class Transformer(nn.Module):
-  """A stack of encoder blocks followed by a final LayerNorm."""
+  """A stack of encoder blocks followed by a final LayerNorm (``causal``: a decoder)."""
   depth: int
   num_heads: int
   mlp_dim: int
@@ -219,6 +226,7 @@ class Transformer(nn.Module):
   dtype: Any = jnp.float32
   remat: bool = False
   attention: str = "auto"
+  causal: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -226,7 +234,7 @@ class Transformer(nn.Module):
     for i in range(self.depth):
       rate = self.drop_path * i / max(1, self.depth - 1)  # linearly increasing
       x = block(self.num_heads, self.mlp_dim, rate, self.dtype, self.attention,
-                name=f"block{i}")(x, train)
+                self.causal, name=f"block{i}")(x, train)
     return nn.LayerNorm(epsilon=LN_EPSILON, dtype=self.dtype, name="final_norm")(x)
 
 

@@ -34,19 +34,22 @@ def test_drop_path_is_random_in_training_only():
   assert not np.allclose(train_a, train_b)
 
 
+@pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("head_multiple,token_multiple", [(1, 1), (1, 8), (64, 1), (64, 64)])
-def test_padded_attention_is_the_same_attention(head_multiple, token_multiple):
+def test_padded_attention_is_the_same_attention(head_multiple, token_multiple, causal):
   keys = jax.random.split(jax.random.key(2), 3)
   q, k, v = (jax.random.normal(key, (2, 13, 3, 8)) for key in keys)
-  want = jax.nn.dot_product_attention(q, k, v)
+  plain = lambda q, k, v: jax.nn.dot_product_attention(q, k, v, is_causal=causal)
+  want = plain(q, k, v)
   loss = lambda fn: lambda q, k, v: jnp.sum(jnp.sin(fn(q, k, v)))
   got = padded_attention(q, k, v, head_multiple=head_multiple,
-                                 token_multiple=token_multiple)
+                         token_multiple=token_multiple, is_causal=causal)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
   padded = lambda q, k, v: padded_attention(
-      q, k, v, head_multiple=head_multiple, token_multiple=token_multiple)
+      q, k, v, head_multiple=head_multiple, token_multiple=token_multiple,
+      is_causal=causal)
   for a, b in zip(jax.grad(loss(padded), argnums=(0, 1, 2))(q, k, v),
-                  jax.grad(loss(jax.nn.dot_product_attention), argnums=(0, 1, 2))(q, k, v)):
+                  jax.grad(loss(plain), argnums=(0, 1, 2))(q, k, v)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -57,6 +60,20 @@ def test_vit_attention_is_flax_default_attention():
                              nn.dot_product_attention(q, k, v), rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="attention must be one of"):
     dot_product_attention(q, k, v, implementation="flash")
+
+
+def test_causal_attention_is_masked_softmax_attention():
+  """``is_causal``: the attention of a lower-triangular mask, written out in numpy."""
+  keys = jax.random.split(jax.random.key(4), 3)
+  q, k, v = (np.asarray(jax.random.normal(key, (2, 7, 2, 4)), np.float64) for key in keys)
+  logits = np.einsum("nqhd,nkhd->nhqk", q, k) / np.sqrt(4)
+  logits = np.where(np.tril(np.ones((7, 7), bool)), logits, -np.inf)
+  weights = np.exp(logits - logits.max(-1, keepdims=True))
+  weights /= weights.sum(-1, keepdims=True)
+  want = np.einsum("nhqk,nkhd->nqhd", weights, v)
+  got = dot_product_attention(*(jnp.asarray(a, jnp.float32) for a in (q, k, v)),
+                              is_causal=True)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_patch_embedding_is_the_strided_convolution():
