@@ -173,15 +173,7 @@ def get_config():
   c.num_epochs = 500.0
   c.total_steps = -1             # > 0 overrides num_epochs
   c.grad_accum_steps = 1         # must be 1 (see mssl/validation.py for why)
-  c.stop_after = -1              # > 0: save and exit after this many steps of this run
-
-  c.log_every = 50               # steps between metric writes
-  c.eval_every = 1000            # steps between evaluations on the eval split
-  c.checkpoint_every = 1000      # steps between checkpoints
-  c.keep_checkpoints = 3         # newest checkpoints kept
-  # XLA's persistent compilation cache: a restarted run reuses the compiled step.
-  # None: WORKDIR/compilation_cache; "" turns it off.
-  c.compilation_cache_dir = ml_collections.FieldReference(None, field_type=str)
+  loop_fields(c)
   c.eval = ml_collections.ConfigDict(dict(
       batch_size=512,            # global eval batch
       knn_k=20, knn_temperature=0.07,  # weighted kNN (InstDisc's)
@@ -196,6 +188,20 @@ def get_config():
       # The final table's raw-pixel baseline: probe and kNN on images downsampled to at
       # most pixel_size x pixel_size, standardised (what an encoder has to beat).
       compare_pixels=True, pixel_size=16))
+  return c
+
+
+def loop_fields(c):
+  """The fields of the training loop every run shares (:mod:`mssl.loop`): cadences,
+  checkpoints kept, ``stop_after``, the compilation cache and multi-host set-up."""
+  c.stop_after = -1              # > 0: save and exit after this many steps of this run
+  c.log_every = 50               # steps between metric writes
+  c.eval_every = 1000            # steps between evaluations on the eval split
+  c.checkpoint_every = 1000      # steps between checkpoints
+  c.keep_checkpoints = 3         # newest checkpoints kept
+  # XLA's persistent compilation cache: a restarted run reuses the compiled step.
+  # None: WORKDIR/compilation_cache; "" turns it off.
+  c.compilation_cache_dir = ml_collections.FieldReference(None, field_type=str)
   c.distributed = ml_collections.ConfigDict(dict(  # multi-host: jax.distributed
       initialize=False, coordinator_address=ml_collections.FieldReference(None, str),
       num_processes=ml_collections.FieldReference(None, int),

@@ -103,7 +103,7 @@ def prepare_command_line(argv, base) -> tuple[list, dict, dict]:
   objective chosen on the same command line. Returns ``(argv for absl, {field: None},
   {loss key: text value})``."""
   objective = next((v for _, f, v in _overrides(argv) if f == "objective"),
-                   base.objective)
+                   base.get("objective"))
   switched = objective != base.get("objective")
   keep, nones, new_loss = list(argv), {}, {}
   drop = set()
@@ -142,7 +142,7 @@ def switch_objective(config, base, explicit_loss: dict, explicit_fields) -> None
   schedules come with it: they are the registry entry's). Logs what changed."""
   import ml_collections
   from mssl import losses
-  objective = config.objective
+  objective = config.get("objective")
   if objective == base.get("objective") or objective not in losses.names():
     return  # unchanged, or unknown (validation names the registered ones)
   allowed = losses.loss_keywords(objective)

@@ -11,6 +11,7 @@ hands the run to its trainer, the only place where a kind of run is chosen:
 ==============================  ==========================================
 ``config.mode="linear_eval"``   :mod:`mssl.trainers.linear_eval`
 ``config.mode="finetune"``      :mod:`mssl.trainers.finetune`
+``config.mode="language_model"`` :mod:`mssl.trainers.language_model` (CE or CE + MCE)
 a masked-image objective        :mod:`mssl.trainers.masked_image` (mmae, umae, mae)
 any other objective             :mod:`mssl.trainers.two_view`
 ==============================  ==========================================
@@ -33,12 +34,13 @@ from mssl import workdir as workdir_lib
 
 
 TRAINERS = {"linear_eval": "mssl.trainers.linear_eval", "finetune": "mssl.trainers.finetune",
+            "language_model": "mssl.trainers.language_model",
             "masked_image": "mssl.trainers.masked_image", "two_view": "mssl.trainers.two_view"}
 
 
 def trainer_module(config) -> str:
   """The module of the trainer that runs ``config`` (imported only when it runs)."""
-  if config.mode in ("linear_eval", "finetune"):
+  if config.mode in ("linear_eval", "finetune", "language_model"):
     return TRAINERS[config.mode]
   if config.objective in validation.MASKED_IMAGE:
     return TRAINERS["masked_image"]

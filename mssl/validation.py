@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from mssl import data, losses, models, optim
 from mssl.models.vit import ATTENTION as VIT_ATTENTION
 
-MODES = ("pretrain", "linear_eval", "finetune")
+MODES = ("pretrain", "linear_eval", "finetune", "language_model")
 DTYPES = ("float32", "bfloat16")
 # Objectives of the masked-image trainer (mssl.trainers.masked_image); the rest are two-view.
 MASKED_IMAGE = losses.MASKED_IMAGE
@@ -76,6 +76,62 @@ def _check_optimizer_and_length(config, check) -> None:
   check(config.total_steps > 0 or config.num_epochs > 0,
         f"config.num_epochs={config.num_epochs} must be positive when "
         f"config.total_steps={config.total_steps} (-1: the length is set in epochs).")
+
+
+def _check_loop(config, check) -> None:
+  """The loop's cadences and what it keeps (:mod:`mssl.loop`), for every trainer."""
+  for every in ("log_every", "eval_every", "checkpoint_every"):
+    check(config[every] > 0, f"config.{every}={config[every]} must be positive.")
+  check(config.keep_checkpoints >= 1,
+        f"config.keep_checkpoints={config.keep_checkpoints} is not allowed; allowed: an "
+        "integer >= 1 (with 0 the run would end with no checkpoint, and no model).")
+
+
+def _check_batch_sizes(config, check, device_count, process_count) -> None:
+  device_count = jax.device_count() if device_count is None else device_count
+  process_count = jax.process_count() if process_count is None else process_count
+  for field, value in (("batch_size", config.batch_size),
+                       ("eval.batch_size", config.eval.batch_size)):
+    check(value > 0 and value % device_count == 0 and value % process_count == 0,
+          f"config.{field}={value} must be a positive multiple of the number of devices "
+          f"({device_count}) and of processes ({process_count}).")
+
+
+def _check_language_model(config, check) -> None:
+  """``mode="language_model"`` (:mod:`mssl.trainers.language_model`)."""
+  from mssl.models.causal_lm import LM_SIZES
+  w, mu = config.loss.get("w"), config.loss.get("mu")
+  check(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0,
+        f"config.loss.w={w!r} is not allowed; allowed: a number >= 0 (MCE's weight; 0 "
+        "trains with the cross-entropy alone).")
+  check(isinstance(mu, (int, float)) and not isinstance(mu, bool) and mu > 0,
+        f"config.loss.mu={mu!r} is not allowed; allowed: a positive number (the ridge of "
+        "Q).")
+  unknown = sorted(set(config.loss.keys()) - {"w", "mu"})
+  check(not unknown, f"config.loss has keys {unknown} the language-model loss does not "
+        "take; allowed: w, mu.")
+  check(config.model.name == "causal_lm", f"config.model.name={config.model.name!r} is "
+        "not allowed for config.mode='language_model'; allowed: causal_lm.")
+  check(config.model.size in LM_SIZES, f"config.model.size={config.model.size!r} is not "
+        f"allowed; allowed: {', '.join(LM_SIZES)}.")
+  check(config.model.dtype in DTYPES, f"config.model.dtype={config.model.dtype!r} is not "
+        f"allowed; allowed: {', '.join(DTYPES)}.")
+  attention = config.model.get("attention", "auto")
+  check(attention in VIT_ATTENTION, f"config.model.attention={attention!r} is not "
+        f"allowed; allowed: {', '.join(VIT_ATTENTION)}.")
+  check(config.data.dataset == "arithmetic", f"config.data.dataset="
+        f"{config.data.dataset!r} is not allowed for config.mode='language_model'; "
+        "allowed: arithmetic (mssl.data.arithmetic's generated word problems).")
+  for field in ("train_problems", "eval_problems"):
+    value = config.data[field]
+    check(_is_int(value) and value >= 1, f"config.data.{field}={value!r} must be a "
+          "positive integer.")
+  check(_is_int(config.data.train_problems) and
+        config.data.train_problems >= config.batch_size,
+        f"config.data.train_problems={config.data.train_problems!r} must be at least "
+        f"config.batch_size={config.batch_size} (one batch).")
+  check(config.total_steps > 0, f"config.total_steps={config.total_steps} is not "
+        "allowed; allowed: a positive number of steps (a language-model run's length).")
 
 
 def _is_int(value) -> bool:
@@ -195,6 +251,14 @@ def validate(config, *, device_count: int | None = None,
 
   check(config.mode in MODES, f"config.mode={config.mode!r} is not allowed; allowed: "
         f"{', '.join(MODES)}.")
+  if config.mode == "language_model":
+    _check_language_model(config, check)
+    _check_optimizer_and_length(config, check)
+    _check_loop(config, check)
+    _check_batch_sizes(config, check, device_count, process_count)
+    if problems:
+      raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+    return
   if config.mode in ("linear_eval", "finetune"):
     path = config.get("pretrained_workdir")
     check(bool(path) and os.path.isdir(str(path)),
@@ -248,11 +312,7 @@ def validate(config, *, device_count: int | None = None,
     check(not (crop is True and not device),
           "config.data.crop_on_device=True needs config.data.device_augment=True (the "
           "crop runs inside the device augmentation).")
-    for every in ("log_every", "eval_every", "checkpoint_every"):
-      check(config[every] > 0, f"config.{every}={config[every]} must be positive.")
-    check(config.keep_checkpoints >= 1,
-          f"config.keep_checkpoints={config.keep_checkpoints} is not allowed; allowed: an "
-          "integer >= 1 (with 0 the run would end with no checkpoint, and no model).")
+    _check_loop(config, check)
     check(config.data.image_size > 0,
           f"config.data.image_size={config.data.image_size} must be a positive number of "
           "pixels.")
@@ -299,13 +359,7 @@ def validate(config, *, device_count: int | None = None,
           f"{config.model.stem!r} is not allowed; allowed: "
           f"{', '.join(models.resnet.STEMS)}.")
 
-  device_count = jax.device_count() if device_count is None else device_count
-  process_count = jax.process_count() if process_count is None else process_count
-  for field, value in (("batch_size", config.batch_size),
-                       ("eval.batch_size", config.eval.batch_size)):
-    check(value > 0 and value % device_count == 0 and value % process_count == 0,
-          f"config.{field}={value} must be a positive multiple of the number of devices "
-          f"({device_count}) and of processes ({process_count}).")
+  _check_batch_sizes(config, check, device_count, process_count)
 
   dataset = config.data.dataset
   data_dir = config.data.data_dir

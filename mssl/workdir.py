@@ -34,7 +34,8 @@ UNREADABLE_LOCK_GRACE_S = 10.0
 # each change is named in one line and recorded in run.json.
 IDENTITY_FIELDS = ("mode", "objective", "loss", "model", "projector", "predictor", "mae",
                    "teacher", "batch_size", "seed", "optimizer", "data.dataset",
-                   "data.image_size", "data.num_views", "finetune")
+                   "data.image_size", "data.num_views", "data.problem_seed",
+                   "data.train_problems", "finetune")
 
 
 class WorkdirError(RuntimeError):

@@ -160,23 +160,25 @@ def test_the_checks_catch_what_they_are_for():
   assert layer_of("mssl.data.views") < layer_of("mssl.data.pipeline")
 
 
-@pytest.mark.parametrize("module", ["mssl.steps.two_view", "mssl.steps.masked_image",
-                                    "mssl.steps.finetune"])
+STEP_MODULES = ("mssl.steps.two_view", "mssl.steps.masked_image", "mssl.steps.finetune",
+                "mssl.steps.language_model")
+
+
+@pytest.mark.parametrize("module", STEP_MODULES)
 def test_step_modules_define_make_train_step(module):
   """The modules the TensorFlow-free import test (below) covers are the ones that define
   a step."""
   source = (PACKAGE.parent / (module.replace(".", "/") + ".py")).read_text()
   assert "def make_train_step(" in source
   defining = {m for m, p in modules().items() if "def make_train_step(" in p.read_text()}
-  assert defining == {"mssl.steps.two_view", "mssl.steps.masked_image",
-                      "mssl.steps.finetune"}
+  assert defining == set(STEP_MODULES)
 
 
 def test_step_modules_import_without_tensorflow_clu_or_matplotlib():
   code = ("import sys\n"
           "for name in ('tensorflow', 'tensorflow_datasets', 'clu', 'matplotlib'):\n"
           "  sys.modules[name] = None  # importing it raises ImportError\n"
-          "import mssl.steps.two_view, mssl.steps.masked_image, mssl.steps.finetune, mssl.sharding\n"
+          f"import {', '.join(STEP_MODULES)}, mssl.sharding\n"
           "assert 'mssl.data' not in sys.modules and 'mssl.loop' not in sys.modules\n")
   proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                         text=True, env={"PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",

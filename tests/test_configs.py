@@ -8,6 +8,7 @@ from helpers import CONFIGS, load_config
 
 NAMES = sorted(p.stem for p in CONFIGS.glob("*.py") if p.stem not in ("__init__", "common"))
 NEEDS_A_RUN = ("linear_eval", "finetune")  # they point at a pretraining workdir
+LANGUAGE = ("mce_lm_arith",)  # no image dataset
 
 
 def test_every_config_file_is_listed():
@@ -23,12 +24,28 @@ def test_config_loads_with_its_documented_command(name):
   assert f"--config=configs/{name}.py" in text  # the docstring says how to run it
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n not in NEEDS_A_RUN])
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in NEEDS_A_RUN + LANGUAGE])
 def test_runlocal_variant_validates(name, tfds_dir):
   config = load_config(name, None if name in ("quickstart", "mmae_shapes") else "runlocal")
   config.data.data_dir = tfds_dir
   assert config.data.dataset.startswith("mssl_shapes")
   validation.validate(config, device_count=1, process_count=1)
+
+
+def test_language_model_config_words_and_validation():
+  """mce_lm_arith: CE + MCE by default, ``ce`` the baseline (w = 0), ``w=`` the weight;
+  the default and runlocal variants validate."""
+  default, baseline = load_config("mce_lm_arith"), load_config("mce_lm_arith", "ce")
+  assert default.loss.w == 1.0 and baseline.loss.w == 0.0
+  assert load_config("mce_lm_arith", "w=0.25").loss.w == 0.25
+  # The two arms differ in the loss weight alone.
+  assert {k: v for k, v in default.items() if k != "loss"} == \
+      {k: v for k, v in baseline.items() if k != "loss"}
+  assert default.loss.mu == baseline.loss.mu
+  with pytest.raises(ValueError, match="'ce' and 'w=...' conflict"):
+    load_config("mce_lm_arith", "ce,w=1")
+  for arg in (None, "runlocal", "ce,runlocal"):
+    validation.validate(load_config("mce_lm_arith", arg), device_count=1, process_count=1)
 
 
 def test_config_words_are_typed():

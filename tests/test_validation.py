@@ -235,3 +235,30 @@ def test_an_image_folder_eval_class_missing_from_train_fails_before_building(tmp
                                       "data.eval_split": "val", "data.knn_split": "train"})
   assert "split 'val' names 'val', which dataset" in message
   assert "its splits: test, train." in message, message
+
+
+@pytest.mark.parametrize("key,value,allowed", [
+    ("loss.w", -1.0, "a number >= 0"),
+    ("loss.mu", 0.0, "a positive number"),
+    ("model.size", "huge", "nano, micro, small"),
+    ("model.name", "resnet18", "causal_lm"),
+    ("model.dtype", "float16", "float32, bfloat16"),
+    ("data.dataset", "gsm8k", "arithmetic"),
+])
+def test_language_model_fields_fail_naming_value_and_domain(key, value, allowed):
+  message = problems("mce_lm_arith", "runlocal", **{key: value})
+  assert f"config.{key}={value!r} is not allowed" in message, message
+  assert allowed in message and message.count("\n  - ") == 1, message
+
+
+def test_language_model_lengths_and_sizes():
+  message = problems("mce_lm_arith", "runlocal", total_steps=-1, **{"data.train_problems": 4,
+                                                                   "eval.batch_size": 0})
+  assert "config.total_steps=-1 is not allowed" in message
+  assert "config.data.train_problems=4 must be at least config.batch_size=16" in message
+  assert "config.eval.batch_size=0 must be a positive multiple" in message
+  config = load_config("mce_lm_arith", "runlocal")
+  with config.unlocked():
+    config.loss.lam = 1.0
+  with pytest.raises(validation.ConfigError, match=r"config.loss has keys \['lam'\]"):
+    validation.validate(config, device_count=1, process_count=1)

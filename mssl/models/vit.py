@@ -87,7 +87,9 @@ def sincos_with_cls(grid: int, width: int) -> np.ndarray:
 def dot_product_attention(query, key, value, mask=None, dropout_rate: float = 0.0, *,
                           implementation: str = "auto", is_causal: bool = False):
   """``softmax(q k^T / sqrt(head_dim)) v`` per head; inputs (N, tokens, heads, head_dim).
-  ``is_causal``: token ``i`` attends to tokens ``<= i`` only (the language model's blocks).
+  ``is_causal``: token ``i`` attends to tokens ``<= i`` only (the language model's blocks);
+  ``mask`` (boolean, broadcast to (N, heads, queries, keys)): the key-value cache's mask of
+  one decoding step (:mod:`mssl.models.causal_lm`), always on XLA's attention.
 
   The ``attention_fn`` of the blocks' ``nn.MultiHeadDotProductAttention`` (same parameters
   as flax's default), through ``jax.nn.dot_product_attention``: logits and softmax in
@@ -95,11 +97,13 @@ def dot_product_attention(query, key, value, mask=None, dropout_rate: float = 0.
   ``implementation``: see the module docstring; ``"auto"`` falls back to XLA where cuDNN
   rejects the shapes even after :func:`_cudnn_attention`'s padding.
   """
-  if mask is not None or dropout_rate:
-    raise ValueError("mssl's attention takes no mask (is_causal instead) and no attention "
-                     "dropout.")
+  if dropout_rate:
+    raise ValueError("mssl's attention takes no attention dropout.")
   if implementation not in ATTENTION:
     raise ValueError(f"attention must be one of {ATTENTION}; got {implementation!r}.")
+  if mask is not None:
+    return jax.nn.dot_product_attention(query, key, value, mask=mask.astype(bool),
+                                        is_causal=is_causal, implementation="xla")
   if implementation == "cudnn" or (implementation == "auto" and jax.default_backend() == "gpu"
                                    and query.dtype in (jnp.bfloat16, jnp.float16)):
     out = _cudnn_attention(query, key, value, is_causal)
@@ -194,6 +198,7 @@ class EncoderBlock(nn.Module):
   dtype: Any = jnp.float32
   attention: str = "auto"
   causal: bool = False
+  decode: bool = False  # one token per call, keys and values cached (flax's decode mode)
 
   def _drop_path(self, y, train):
     if not train or self.drop_path == 0.0:
@@ -207,9 +212,11 @@ class EncoderBlock(nn.Module):
   def __call__(self, x, train: bool = False):
     y = nn.LayerNorm(epsilon=LN_EPSILON, dtype=self.dtype)(x)
     y = nn.MultiHeadDotProductAttention(
-        num_heads=self.num_heads, dtype=self.dtype,
+        num_heads=self.num_heads, dtype=self.dtype, decode=self.decode,
         kernel_init=nn.initializers.xavier_uniform(),
-        attention_fn=functools.partial(dot_product_attention, is_causal=self.causal,
+        # A decoding step's one query sees the cached keys through flax's cache mask.
+        attention_fn=functools.partial(dot_product_attention,
+                                       is_causal=self.causal and not self.decode,
                                        implementation=self.attention))(y, y)
     x = x + self._drop_path(y, train)
     y = nn.LayerNorm(epsilon=LN_EPSILON, dtype=self.dtype)(x)
@@ -227,6 +234,7 @@ class Transformer(nn.Module):
   remat: bool = False
   attention: str = "auto"
   causal: bool = False
+  decode: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -234,7 +242,7 @@ class Transformer(nn.Module):
     for i in range(self.depth):
       rate = self.drop_path * i / max(1, self.depth - 1)  # linearly increasing
       x = block(self.num_heads, self.mlp_dim, rate, self.dtype, self.attention,
-                self.causal, name=f"block{i}")(x, train)
+                self.causal, self.decode, name=f"block{i}")(x, train)
     return nn.LayerNorm(epsilon=LN_EPSILON, dtype=self.dtype, name="final_norm")(x)
 
 

@@ -61,3 +61,18 @@ def test_bad_inputs_are_named():
     jit_init(model, jax.random.key(0), jnp.zeros((1, 17), jnp.int32))
   with pytest.raises(ValueError, match="language-model size must be one of"):
     causal_lm.causal_lm("huge", vocab_size=3, max_length=4)
+
+
+def test_decode_mode_gives_the_full_pass_logits_one_token_at_a_time():
+  model = tiny()
+  tokens = jax.random.randint(jax.random.key(3), (2, 10), 0, 23)
+  params = jit_init(model, jax.random.key(4), tokens)["params"]
+  want = np.asarray(jit_apply(model, {"params": params}, tokens))
+  decoder = model.clone(decode=True)
+  cache = causal_lm.init_cache(decoder, 2)
+  step = jax.jit(lambda c, x, t: decoder.apply({"params": params, "cache": c}, x, start=t,
+                                               mutable=["cache"]))
+  for t in range(10):
+    logits, variables = step(cache, tokens[:, t:t + 1], t)
+    cache = variables["cache"]
+    np.testing.assert_allclose(np.asarray(logits[:, 0]), want[:, t], rtol=1e-4, atol=1e-5)
