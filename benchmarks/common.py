@@ -6,7 +6,11 @@ import json
 import os
 import pathlib
 import platform
+import shlex
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from typing import Callable
 
@@ -65,3 +69,79 @@ def _fmt(v) -> str:
   if isinstance(v, float):
     return f"{v:.4g}"
   return str(v)
+
+
+# ------------------------------------------------- result tables of mssl.main runs ----
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def cpu_description() -> str:
+  """``"2-core CPU (AMD EPYC ...), Python 3.11.7, jax 0.10.2"``: a results table's
+  ``machine`` field."""
+  model = platform.processor() or platform.machine()
+  try:
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        model = line.split(":", 1)[1].strip()
+        break
+  except OSError:
+    pass
+  return (f"{os.cpu_count()}-core CPU ({model}), Python {platform.python_version()}, "
+          f"jax {jax.__version__}")
+
+
+def run_main(args: list[str], log) -> float:
+  """``python -m mssl.main ARGS`` from the checkout, as a user runs it (XLA's default CPU
+  optimisation, no test flags), its output to ``log``; returns its wall time. Raises
+  RuntimeError naming the log when it fails."""
+  env = dict(os.environ, XLA_FLAGS="", PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+  env.pop("JAX_COMPILATION_CACHE_DIR", None)
+  print("  $ python -m mssl.main " + " ".join(shlex.quote(a) for a in args), flush=True)
+  start = time.perf_counter()
+  done = subprocess.run([sys.executable, "-m", "mssl.main", *args], cwd=ROOT, env=env,
+                        stdout=log, stderr=subprocess.STDOUT)
+  if done.returncode != 0:
+    raise RuntimeError(f"mssl.main exited with {done.returncode}; see {log.name}")
+  return time.perf_counter() - start
+
+
+def command_text(args: list[str]) -> str:
+  return "python -m mssl.main " + " ".join(shlex.quote(a) for a in args)
+
+
+def load_table(path: pathlib.Path) -> dict:
+  """A ``{"machine", "rows"}`` results file (empty when there is none yet)."""
+  if not path.exists():
+    return {"machine": "", "rows": []}
+  table = json.loads(path.read_text())
+  if set(table) != {"machine", "rows"}:
+    raise ValueError(f"{path}: expected the keys 'machine' and 'rows', got {sorted(table)}.")
+  return table
+
+
+def save_table(path: pathlib.Path, table: dict) -> None:
+  """Writes ``table`` whole to a temporary file, then renames it over ``path``: a kill
+  leaves the old table or the new one, never half of one."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
+  with os.fdopen(fd, "w") as f:
+    json.dump(table, f, indent=1)
+    f.write("\n")
+  os.replace(tmp, path)
+
+
+def replace_readme_block(begin: str, end: str, block: str,
+                         readme: pathlib.Path = ROOT / "README.md") -> None:
+  """Replaces the text between the markers ``begin`` and ``end`` of the README."""
+  text = readme.read_text()
+  if begin not in text or end not in text:
+    raise ValueError(f"{readme} has no {begin!r} ... {end!r} block.")
+  head, rest = text.split(begin, 1)
+  _, tail = rest.split(end, 1)
+  readme.write_text(f"{head}{begin}\n{block}{end}{tail}")
+
+
+def mean_range(values) -> tuple:
+  """``(mean, min, max)`` of a non-empty list."""
+  values = list(values)
+  return statistics.mean(values), min(values), max(values)

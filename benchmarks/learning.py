@@ -36,18 +36,16 @@ import datetime
 import json
 import os
 import pathlib
-import platform
-import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))
+
+import common  # noqa: E402  (benchmarks/common.py)
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "learning_cpu.json"
 MASKED_IMAGE = ("mmae", "umae", "mae")
@@ -98,34 +96,15 @@ def commands(objective: str, seed: int, workdir: str, steps: int | None = None):
 
 def command_line(objective: str, seed: int, steps: int | None = None) -> str:
   """The row's ``config`` field: the exact commands, with ``$WORKDIR`` for the folder."""
-  return " && ".join("python -m mssl.main " + " ".join(shlex.quote(a) for a in args)
+  return " && ".join(common.command_text(args)
                      for args in commands(objective, seed, "$WORKDIR", steps).values())
 
 
 def machine() -> str:
-  model = platform.processor() or platform.machine()
-  try:
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        model = line.split(":", 1)[1].strip()
-        break
-  except OSError:
-    pass
-  import jax
-  return (f"{os.cpu_count()}-core CPU ({model}), Python {platform.python_version()}, "
-          f"jax {jax.__version__}")
+  return common.cpu_description()
 
 
-def run_main(args: list[str], log) -> float:
-  env = dict(os.environ, XLA_FLAGS="", PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
-  env.pop("JAX_COMPILATION_CACHE_DIR", None)
-  print("  $ python -m mssl.main " + " ".join(shlex.quote(a) for a in args), flush=True)
-  start = time.perf_counter()
-  done = subprocess.run([sys.executable, "-m", "mssl.main", *args], cwd=ROOT, env=env,
-                        stdout=log, stderr=subprocess.STDOUT)
-  if done.returncode != 0:
-    raise RuntimeError(f"mssl.main exited with {done.returncode}; see {log.name}")
-  return time.perf_counter() - start
+run_main = common.run_main
 
 
 def results_of(workdir: str) -> dict:
@@ -159,23 +138,12 @@ def run_row(objective: str, seed: int, root: pathlib.Path, steps: int | None) ->
 
 
 # ------------------------------------------------------------ the file -----------------
-def load(path: pathlib.Path) -> dict:
-  if not path.exists():
-    return {"machine": "", "rows": []}
-  table = json.loads(path.read_text())
-  if set(table) != {"machine", "rows"}:
-    raise ValueError(f"{path}: expected the keys 'machine' and 'rows', got {sorted(table)}.")
-  return table
+load = common.load_table
 
 
 def save(path: pathlib.Path, table: dict) -> None:
   table["rows"].sort(key=lambda r: (order(r["objective"]), r["seed"]))
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-  with os.fdopen(fd, "w") as f:
-    json.dump(table, f, indent=1)
-    f.write("\n")
-  os.replace(tmp, path)  # a kill leaves the old table or the new one, never half of one
+  common.save_table(path, table)
 
 
 # The table's order: the four papers' methods, then the baselines; an objective
@@ -199,7 +167,7 @@ def summary(rows: list[dict]) -> list[dict]:
              "steps": mine[0]["steps"], "wall_s": statistics.mean(r["wall_s"] for r in mine)}
     for key in COLUMNS[5:]:
       values = [r[key] for r in mine if r[key] is not None]
-      stats[key] = (statistics.mean(values), min(values), max(values)) if values else None
+      stats[key] = common.mean_range(values) if values else None
     mean = {k: v[0] for k, v in stats.items() if isinstance(v, tuple)}
     if objective in MASKED_IMAGE:
       gaps = [("fine-tune", mean["finetune"] - mean["random_finetune"], FINETUNE_MARGIN),
@@ -250,17 +218,11 @@ README_END = "<!-- end of learning table -->"
 
 def write_readme(table: dict, readme: pathlib.Path = ROOT / "README.md") -> None:
   """Replaces the README's block between the two markers with the table."""
-  text = readme.read_text()
-  if README_BEGIN not in text or README_END not in text:
-    raise ValueError(f"{readme} has no {README_BEGIN!r} ... {README_END!r} block.")
-  head, rest = text.split(README_BEGIN, 1)
-  _, tail = rest.split(README_END, 1)
-  block = (f"{README_BEGIN}\n{markdown(table)}\nMachine: {table['machine']}; written "
-           f"{datetime.date.today().isoformat()}. Accuracies in "
-           "%, mean [min, max] over the seeds; written by `python benchmarks/learning.py"
-           " --table-only --readme` from `benchmarks/results/learning_cpu.json`.\n"
-           f"{README_END}")
-  readme.write_text(head + block + tail)
+  common.replace_readme_block(README_BEGIN, README_END, (
+      f"{markdown(table)}\nMachine: {table['machine']}; written "
+      f"{datetime.date.today().isoformat()}. Accuracies in "
+      "%, mean [min, max] over the seeds; written by `python benchmarks/learning.py"
+      " --table-only --readme` from `benchmarks/results/learning_cpu.json`.\n"), readme)
 
 
 def main(argv=None) -> int:

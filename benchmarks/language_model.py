@@ -1,0 +1,177 @@
+"""CE against CE + MCE for a small causal LM on generated word problems, over seeds.
+
+    python benchmarks/language_model.py                        # both arms, seeds 0-2
+    python benchmarks/language_model.py --arms ce --seeds 0    # one run
+    python benchmarks/language_model.py --table-only --readme  # JSON -> markdown, README
+
+Each run is ``python -m mssl.main --config=configs/mce_lm_arith.py[:ce]`` (the same model,
+data, budget and optimiser; the arms differ in the loss weight ``w`` alone, 0 or 1, fixed
+before any run), and its ``results.json`` gives the exact match of the final answer on the
+500 held-out problems under greedy decoding, with their teacher-forced CE and MCE. Rows go
+to ``benchmarks/results/language_model_cpu.json`` as each run ends (a row already there for
+the same arm, seed and command is kept: an interrupted table resumes):
+
+    {"machine": str, "rows": [{"arm", "config", "seed", "steps", "wall_s",
+      "exact_match", "eval_ce", "eval_mce"}]}
+
+``language_model_cpu.md`` beside it is the markdown table: per arm the mean and range over
+seeds, and the paired difference (CE + MCE minus CE, seed by seed), whatever its sign.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+  sys.path.insert(0, str(ROOT))
+
+import common  # noqa: E402  (benchmarks/common.py)
+
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "language_model_cpu.json"
+ARMS = {"ce": "configs/mce_lm_arith.py:ce", "ce+mce": "configs/mce_lm_arith.py"}
+COLUMNS = ("arm", "config", "seed", "steps", "wall_s", "exact_match", "eval_ce",
+           "eval_mce")
+README_BEGIN = "<!-- language-model table: benchmarks/language_model.py --readme -->"
+README_END = "<!-- end of language-model table -->"
+
+
+def command(arm: str, seed: int, workdir: str, steps: int | None = None) -> list[str]:
+  config = ARMS[arm] + (("," if ":" in ARMS[arm] else ":") + f"steps={steps}"
+                        if steps else "")
+  return [f"--config={config}", f"--workdir={workdir}", f"--config.seed={seed}"]
+
+
+def run_row(arm: str, seed: int, root: pathlib.Path, steps: int | None) -> dict:
+  workdir = root / f"{arm.replace('+', '_')}_seed{seed}"
+  if workdir.exists():  # a half-finished run starts again
+    shutil.rmtree(workdir)
+  workdir.mkdir(parents=True)
+  args = command(arm, seed, str(workdir), steps)
+  with open(root / f"{workdir.name}.log", "w") as log:
+    wall = common.run_main(args, log)
+  results = json.loads((workdir / "results.json").read_text())
+  return dict(arm=arm, config=common.command_text(command(arm, seed, "$WORKDIR", steps)),
+              seed=seed, steps=int(results["steps"]), wall_s=round(wall, 1),
+              exact_match=results["eval/exact_match"], eval_ce=results["eval/ce"],
+              eval_mce=results["eval/mce"])
+
+
+def summary(rows: list[dict]) -> dict:
+  """Per arm: ``(mean, min, max)`` of each metric over seeds; and the paired differences
+  of CE + MCE minus CE over the seeds both arms ran."""
+  out = {}
+  for arm in ARMS:
+    mine = [r for r in rows if r["arm"] == arm]
+    if mine:
+      out[arm] = {"seeds": sorted(r["seed"] for r in mine), "steps": mine[0]["steps"],
+                  "wall_s": common.mean_range(r["wall_s"] for r in mine)[0],
+                  **{k: common.mean_range(r[k] for r in mine)
+                     for k in ("exact_match", "eval_ce", "eval_mce")}}
+  by_seed = {(r["arm"], r["seed"]): r for r in rows}
+  paired = sorted(s for a, s in by_seed if a == "ce" and ("ce+mce", s) in by_seed)
+  if paired:
+    out["difference"] = {"seeds": paired, **{
+        k: common.mean_range(by_seed["ce+mce", s][k] - by_seed["ce", s][k] for s in paired)
+        for k in ("exact_match", "eval_ce", "eval_mce")}}
+  return out
+
+
+def _cell(value, scale=1.0, digits=3, sign=False) -> str:
+  mean, low, high = (scale * v for v in value)
+  f = f"{{:{'+' if sign else ''}.{digits}f}}"
+  return f"{f.format(mean)} [{f.format(low)}, {f.format(high)}]"
+
+
+def markdown(table: dict) -> str:
+  s = summary(table["rows"])
+  lines = ["| loss | seeds | steps | exact match (%) | held-out CE | held-out MCE | "
+           "min / run |", "|" + "---|" * 7]
+  for arm in ARMS:
+    if arm in s:
+      a = s[arm]
+      lines.append(f"| {'CE' if arm == 'ce' else 'CE + MCE (w = 1)'} | "
+                   f"{','.join(map(str, a['seeds']))} | {a['steps']} | "
+                   f"{_cell(a['exact_match'], 100, 1)} | {_cell(a['eval_ce'])} | "
+                   f"{_cell(a['eval_mce'])} | {a['wall_s'] / 60:.1f} |")
+  if "difference" in s:
+    d = s["difference"]
+    lines.append(f"| difference (paired by seed) | {','.join(map(str, d['seeds']))} | | "
+                 f"{_cell(d['exact_match'], 100, 1, True)} | "
+                 f"{_cell(d['eval_ce'], 1, 3, True)} | {_cell(d['eval_mce'], 1, 3, True)}"
+                 " | |")
+  return "\n".join(lines) + "\n"
+
+
+def write_readme(table: dict, readme: pathlib.Path = ROOT / "README.md") -> None:
+  common.replace_readme_block(README_BEGIN, README_END, (
+      f"{markdown(table)}\nMachine: {table['machine']}; written "
+      f"{datetime.date.today().isoformat()}. Mean [min, max] over the seeds; written by "
+      "`python benchmarks/language_model.py --table-only --readme` from "
+      "`benchmarks/results/language_model_cpu.json`.\n"), readme)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated: ce, ce+mce")
+  parser.add_argument("--seeds", default="0,1,2")
+  parser.add_argument("--steps", type=int, default=None, help="instead of the config's")
+  parser.add_argument("--out", default=str(DEFAULT_OUT))
+  parser.add_argument("--workdirs", default=os.path.join(tempfile.gettempdir(),
+                                                         "mssl_language_model"))
+  parser.add_argument("--rerun", action="store_true", help="replace rows already there")
+  parser.add_argument("--table-only", action="store_true", help="no runs: JSON -> table")
+  parser.add_argument("--readme", action="store_true",
+                      help="also write the table into README.md's block")
+  args = parser.parse_args(argv)
+  arms = [a for a in args.arms.split(",") if a]
+  unknown = sorted(set(arms) - set(ARMS))
+  if unknown:
+    parser.error(f"--arms: unknown {unknown}; allowed: {', '.join(ARMS)}.")
+  try:
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+  except ValueError:
+    parser.error(f"--seeds={args.seeds!r}: expected comma-separated integers, e.g. 0,1,2.")
+  out = pathlib.Path(args.out)
+  table = common.load_table(out)
+  root = pathlib.Path(args.workdirs)
+  root.mkdir(parents=True, exist_ok=True)
+  if not args.table_only:
+    for seed in seeds:  # seed by seed: a partial table is already paired
+      for arm in arms:
+        config = common.command_text(command(arm, seed, "$WORKDIR", args.steps))
+        if any(r["arm"] == arm and r["seed"] == seed and r["config"] == config
+               for r in table["rows"]) and not args.rerun:
+          print(f"{arm} seed {seed}: kept (in {out.name})")
+          continue
+        print(f"{arm} seed {seed}:", flush=True)
+        try:
+          row = run_row(arm, seed, root, args.steps)
+        except (RuntimeError, OSError, KeyError, ValueError) as e:
+          print(f"  failed: {e}", flush=True)
+          continue
+        table["rows"] = [r for r in table["rows"]
+                         if not (r["arm"] == arm and r["seed"] == seed)] + [row]
+        table["rows"].sort(key=lambda r: (list(ARMS).index(r["arm"]), r["seed"]))
+        table["machine"] = common.cpu_description()
+        common.save_table(out, table)
+        print(f"  exact_match={row['exact_match']:.3f}, eval_ce={row['eval_ce']:.4f}, "
+              f"eval_mce={row['eval_mce']:.4f}, wall_s={row['wall_s']}", flush=True)
+  if table["rows"]:
+    text = markdown(table)
+    out.with_suffix(".md").write_text(text)
+    print(text)
+    if args.readme:
+      write_readme(table)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
