@@ -190,3 +190,44 @@ def test_learning_resumes_a_partial_table_and_writes_the_markdown(tmp_path, monk
   assert "| byol | 0,1,2 |" in new and "test machine" in new
   with pytest.raises(SystemExit):
     learning.main(args + ["--objectives", "simclrr"])
+
+
+# ------------------------------------------------------------ language_model.py --------
+import language_model as lm_bench  # noqa: E402
+
+
+def lm_row(arm, seed, exact, ce=0.5, mce=3.9):
+  return dict(arm=arm, config=lm_bench.common.command_text(
+      lm_bench.command(arm, seed, "$WORKDIR")), seed=seed, steps=1500, wall_s=300.0,
+              exact_match=exact, eval_ce=ce, eval_mce=mce)
+
+
+def test_language_model_rows_are_the_documented_commands_and_differ_in_w_alone():
+  assert lm_bench.command("ce", 2, "/w") == [
+      "--config=configs/mce_lm_arith.py:ce", "--workdir=/w", "--config.seed=2"]
+  assert lm_bench.command("ce+mce", 0, "/w", steps=10)[0] == \
+      "--config=configs/mce_lm_arith.py:steps=10"
+  assert lm_bench.command("ce", 0, "/w", steps=10)[0] == \
+      "--config=configs/mce_lm_arith.py:ce,steps=10"
+  from helpers import load_config
+  arms = [load_config("mce_lm_arith", spec.split(":", 1)[1] if ":" in spec else None)
+          for spec in lm_bench.ARMS.values()]
+  assert [c.loss.w for c in arms] == [0.0, 1.0]
+
+
+def test_language_model_summary_pairs_seeds_and_keeps_the_sign(tmp_path):
+  rows = [lm_row("ce", 0, 0.30), lm_row("ce", 1, 0.20), lm_row("ce", 2, 0.25),
+          lm_row("ce+mce", 0, 0.25), lm_row("ce+mce", 1, 0.22)]
+  s = lm_bench.summary(rows)
+  assert s["ce"]["exact_match"] == pytest.approx((0.25, 0.20, 0.30))
+  assert s["difference"]["seeds"] == [0, 1]  # seed 2 has one arm only
+  assert s["difference"]["exact_match"] == pytest.approx((-0.015, -0.05, 0.02))
+  text = lm_bench.markdown({"machine": "m", "rows": rows})
+  assert "| CE | 0,1,2 | 1500 | 25.0 [20.0, 30.0] |" in text
+  assert "| difference (paired by seed) | 0,1 | | -1.5 [-5.0, +2.0] |" in text
+  readme = tmp_path / "README.md"
+  readme.write_text(f"a\n{lm_bench.README_BEGIN}\nold\n{lm_bench.README_END}\nb\n")
+  lm_bench.write_readme({"machine": "m", "rows": rows}, readme)
+  out = readme.read_text()
+  assert out.startswith("a\n") and out.endswith("b\n") and "old" not in out
+  assert "| CE + MCE (w = 1) | 0,1 |" in out
