@@ -145,3 +145,51 @@ def mean_range(values) -> tuple:
   """``(mean, min, max)`` of a non-empty list."""
   values = list(values)
   return statistics.mean(values), min(values), max(values)
+
+
+def parse_seeds(parser, text: str) -> list[int]:
+  """``--seeds=0,1,2`` -> ``[0, 1, 2]`` (an argparse error naming the flag otherwise)."""
+  try:
+    return [int(s) for s in text.split(",") if s]
+  except ValueError:
+    parser.error(f"--seeds={text!r}: expected comma-separated integers, e.g. 0,1,2.")
+
+
+def run_rows(table: dict, out: pathlib.Path, jobs, *, field: str, run, save,
+             rerun: bool = False, after=None) -> None:
+  """Runs every ``(name, seed, config)`` of ``jobs`` that ``table`` does not hold yet
+  (a row with the same ``field`` value, seed and config command), ``run(name, seed)``
+  giving its row, and saves the table after each (``save(out, table)``): an interrupted
+  table resumes where it stopped. A run that fails is reported and skipped.
+  ``after(name, seed)`` runs after each new row (e.g. deleting its workdirs)."""
+  for name, seed, config in jobs:
+    if not rerun and any(r[field] == name and r["seed"] == seed and r["config"] == config
+                         for r in table["rows"]):
+      print(f"{name} seed {seed}: kept (in {out.name})")
+      continue
+    print(f"{name} seed {seed}:", flush=True)
+    try:
+      row = run(name, seed)
+    except (RuntimeError, OSError, KeyError, ValueError) as e:
+      print(f"  failed: {e}", flush=True)
+      continue
+    table["rows"] = [r for r in table["rows"]
+                     if not (r[field] == name and r["seed"] == seed)] + [row]
+    table["machine"] = cpu_description()
+    save(out, table)
+    print("  " + ", ".join(f"{k}={v}" for k, v in row.items()
+                           if k not in (field, "config", "seed") and v is not None),
+          flush=True)
+    if after is not None:
+      after(name, seed)
+
+
+def write_outputs(out: pathlib.Path, table: dict, markdown, write_readme,
+                  readme: bool) -> None:
+  """The markdown table beside the JSON (printed too), and the README block if asked."""
+  if table["rows"]:
+    text = markdown(table)
+    out.with_suffix(".md").write_text(text)
+    print(text)
+    if readme:
+      write_readme(table)

@@ -135,41 +135,22 @@ def main(argv=None) -> int:
   unknown = sorted(set(arms) - set(ARMS))
   if unknown:
     parser.error(f"--arms: unknown {unknown}; allowed: {', '.join(ARMS)}.")
-  try:
-    seeds = [int(s) for s in args.seeds.split(",") if s]
-  except ValueError:
-    parser.error(f"--seeds={args.seeds!r}: expected comma-separated integers, e.g. 0,1,2.")
+  seeds = common.parse_seeds(parser, args.seeds)
   out = pathlib.Path(args.out)
   table = common.load_table(out)
   root = pathlib.Path(args.workdirs)
   root.mkdir(parents=True, exist_ok=True)
-  if not args.table_only:
-    for seed in seeds:  # seed by seed: a partial table is already paired
-      for arm in arms:
-        config = common.command_text(command(arm, seed, "$WORKDIR", args.steps))
-        if any(r["arm"] == arm and r["seed"] == seed and r["config"] == config
-               for r in table["rows"]) and not args.rerun:
-          print(f"{arm} seed {seed}: kept (in {out.name})")
-          continue
-        print(f"{arm} seed {seed}:", flush=True)
-        try:
-          row = run_row(arm, seed, root, args.steps)
-        except (RuntimeError, OSError, KeyError, ValueError) as e:
-          print(f"  failed: {e}", flush=True)
-          continue
-        table["rows"] = [r for r in table["rows"]
-                         if not (r["arm"] == arm and r["seed"] == seed)] + [row]
-        table["rows"].sort(key=lambda r: (list(ARMS).index(r["arm"]), r["seed"]))
-        table["machine"] = common.cpu_description()
-        common.save_table(out, table)
-        print(f"  exact_match={row['exact_match']:.3f}, eval_ce={row['eval_ce']:.4f}, "
-              f"eval_mce={row['eval_mce']:.4f}, wall_s={row['wall_s']}", flush=True)
-  if table["rows"]:
-    text = markdown(table)
-    out.with_suffix(".md").write_text(text)
-    print(text)
-    if args.readme:
-      write_readme(table)
+
+  def save(path, table):
+    table["rows"].sort(key=lambda r: (list(ARMS).index(r["arm"]), r["seed"]))
+    common.save_table(path, table)
+
+  if not args.table_only:  # seed by seed: a partial table is already paired
+    jobs = [(arm, seed, common.command_text(command(arm, seed, "$WORKDIR", args.steps)))
+            for seed in seeds for arm in arms]
+    common.run_rows(table, out, jobs, field="arm", save=save, rerun=args.rerun,
+                    run=lambda arm, seed: run_row(arm, seed, root, args.steps))
+  common.write_outputs(out, table, markdown, write_readme, args.readme)
   return 0
 
 

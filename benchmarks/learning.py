@@ -246,43 +246,19 @@ def main(argv=None) -> int:
   unknown = sorted(set(chosen) - set(names))
   if unknown:
     parser.error(f"--objectives: unknown {unknown}; registered: {', '.join(names)}.")
-  try:
-    seeds = [int(s) for s in args.seeds.split(",") if s]
-  except ValueError:
-    parser.error(f"--seeds={args.seeds!r}: expected comma-separated integers, e.g. 0,1,2.")
+  seeds = common.parse_seeds(parser, args.seeds)
   out = pathlib.Path(args.out)
   table = load(out)
   root = pathlib.Path(args.workdirs)
   if not args.table_only:
-    for objective in chosen:
-      for seed in seeds:
-        config = command_line(objective, seed, args.steps)
-        have = [r for r in table["rows"] if r["objective"] == objective
-                and r["seed"] == seed and r["config"] == config]
-        if have and not args.rerun:
-          print(f"{objective} seed {seed}: kept (in {out.name})")
-          continue
-        print(f"{objective} seed {seed}:", flush=True)
-        try:
-          row = run_row(objective, seed, root, args.steps)
-        except (RuntimeError, OSError, KeyError, ValueError) as e:
-          print(f"  failed: {e}", flush=True)
-          continue
-        table["rows"] = [r for r in table["rows"]
-                         if not (r["objective"] == objective and r["seed"] == seed)]
-        table["rows"].append(row)
-        table["machine"] = machine()
-        save(out, table)
-        print("  " + ", ".join(f"{k}={row[k]}" for k in COLUMNS[3:] if row[k] is not None),
-              flush=True)
-        if args.clean:
-          shutil.rmtree(root / f"{objective}_seed{seed}", ignore_errors=True)
-  if table["rows"]:
-    text = markdown(table)
-    out.with_suffix(".md").write_text(text)
-    print(text)
-    if args.readme:
-      write_readme(table)
+    jobs = [(o, seed, command_line(o, seed, args.steps)) for o in chosen for seed in seeds]
+    common.run_rows(
+        table, out, jobs, field="objective", save=save, rerun=args.rerun,
+        run=lambda objective, seed: run_row(objective, seed, root, args.steps),
+        after=(lambda objective, seed: shutil.rmtree(root / f"{objective}_seed{seed}",
+                                                     ignore_errors=True))
+        if args.clean else None)
+  common.write_outputs(out, table, markdown, write_readme, args.readme)
   return 0
 
 
