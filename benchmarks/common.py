@@ -156,12 +156,13 @@ def parse_seeds(parser, text: str) -> list[int]:
 
 
 def run_rows(table: dict, out: pathlib.Path, jobs, *, field: str, run, save,
-             rerun: bool = False, after=None) -> None:
+             rerun: bool = False, after=None, machine=cpu_description) -> None:
   """Runs every ``(name, seed, config)`` of ``jobs`` that ``table`` does not hold yet
   (a row with the same ``field`` value, seed and config command), ``run(name, seed)``
   giving its row, and saves the table after each (``save(out, table)``): an interrupted
   table resumes where it stopped. A run that fails is reported and skipped.
-  ``after(name, seed)`` runs after each new row (e.g. deleting its workdirs)."""
+  ``after(name, seed)`` runs after each new row (e.g. deleting its workdirs);
+  ``machine()`` gives the table's machine line."""
   for name, seed, config in jobs:
     if not rerun and any(r[field] == name and r["seed"] == seed and r["config"] == config
                          for r in table["rows"]):
@@ -175,7 +176,7 @@ def run_rows(table: dict, out: pathlib.Path, jobs, *, field: str, run, save,
       continue
     table["rows"] = [r for r in table["rows"]
                      if not (r[field] == name and r["seed"] == seed)] + [row]
-    table["machine"] = cpu_description()
+    table["machine"] = machine()
     save(out, table)
     print("  " + ", ".join(f"{k}={v}" for k, v in row.items()
                            if k not in (field, "config", "seed") and v is not None),

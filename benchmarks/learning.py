@@ -254,6 +254,7 @@ def main(argv=None) -> int:
     jobs = [(o, seed, command_line(o, seed, args.steps)) for o in chosen for seed in seeds]
     common.run_rows(
         table, out, jobs, field="objective", save=save, rerun=args.rerun,
+        machine=lambda: machine(),
         run=lambda objective, seed: run_row(objective, seed, root, args.steps),
         after=(lambda objective, seed: shutil.rmtree(root / f"{objective}_seed{seed}",
                                                      ignore_errors=True))
