@@ -57,27 +57,26 @@ def tiny_setup(w):
   return model, step, state, {"tokens": tokens, "mask": arithmetic.answer_mask(tokens)}
 
 
-@pytest.mark.parametrize("w", [0.0, 1.0])
-def test_steps_lower_the_loss_and_report_both_parts(w):
-  _, step, state, batch = tiny_setup(w)
+def test_steps_lower_the_loss_and_mce_changes_the_update():
+  """CE + MCE steps lower the loss (reported as its two parts); w = 0 is the plain
+  cross-entropy: the same CE, another gradient."""
+  _, step, state, batch = tiny_setup(1.0)
+  _, step0, state0, _ = tiny_setup(0.0)
+  _, m0 = step0(state0, batch)
   losses = []
-  for _ in range(8):
+  for _ in range(6):
     state, metrics = step(state, batch)
     losses.append(float(metrics["loss"]))
+    if len(losses) == 1:
+      first = metrics
   assert losses[-1] < losses[0] - 0.5
-  assert int(state["step"]) == 8
+  assert int(state["step"]) == 6
   np.testing.assert_allclose(float(metrics["loss"]),
-                             float(metrics["loss/ce"]) + w * float(metrics["loss/mce"]),
+                             float(metrics["loss/ce"]) + float(metrics["loss/mce"]),
                              rtol=1e-5)
-
-
-def test_mce_changes_the_update_and_w_zero_is_plain_cross_entropy():
-  _, step0, state0, batch = tiny_setup(0.0)
-  _, step1, state1, _ = tiny_setup(1.0)
-  new0, m0 = step0(state0, batch)
-  new1, m1 = step1(state1, batch)
-  assert float(m0["loss/ce"]) == pytest.approx(float(m1["loss/ce"]), rel=1e-6)
-  assert float(m0["grad_norm"]) != pytest.approx(float(m1["grad_norm"]), rel=1e-3)
+  assert float(m0["loss"]) == pytest.approx(float(first["loss/ce"]), rel=1e-6)
+  assert float(m0["loss/mce"]) == pytest.approx(float(first["loss/mce"]), rel=1e-6)
+  assert float(m0["grad_norm"]) != pytest.approx(float(first["grad_norm"]), rel=1e-3)
 
 
 def test_greedy_decoding_with_the_cache_chooses_what_full_passes_choose():
