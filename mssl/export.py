@@ -1,8 +1,24 @@
-"""Loading a pretrained encoder from a workdir: ``embed(images) -> features``.
+"""Loading a pretrained encoder from a workdir: ``embed(images) -> features``; and its
+weights for other frameworks.
 
     from mssl import export
     embed = export.load_encoder("/path/to/workdir")
     features = embed(images)      # images: float32 in [0, 1], (N, H, W, 3)
+
+    python -m mssl.export --workdir=DIR --format=torchvision --out=r18.safetensors
+
+``export_weights(workdir, format, out)`` (and the command line) writes the encoder under
+another framework's names and layouts (:mod:`mssl.models.convert`), as safetensors (no
+pickle, no torch needed): ``torchvision`` for ResNet-18/50. In PyTorch::
+
+    from safetensors.torch import load_file
+    model = torchvision.models.resnet18()
+    model.fc = torch.nn.Identity()      # the encoder has no classifier
+    model.load_state_dict(load_file("r18.safetensors"))
+
+(a CIFAR-stem ResNet also needs ``model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)`` and
+``model.maxpool = nn.Identity()``; the file's metadata says which). ``from_torchvision``
+reads such a file back into mssl's ResNet variables.
 
 The workdir's ``config.json`` rebuilds the network (from its step module: no trainer, no
 optimiser) and its newest readable checkpoint supplies the weights (only the parameter
@@ -23,6 +39,16 @@ import numpy as np
 from mssl import checkpoint as ckpt_lib
 from mssl import losses
 from mssl import workdir as workdir_lib
+from mssl.models import convert
+
+# format -> what it exports
+FORMATS = {"torchvision": "ResNet-18 / ResNet-50 encoders -> torchvision.models.resnet18 / "
+                          "resnet50 state_dict keys (safetensors)"}
+TORCHVISION_WIDTH = 64  # torchvision's ResNets have base width 64
+
+
+class ExportError(ValueError):
+  """An export that cannot be made: names the format, the encoder and what is supported."""
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -132,3 +158,76 @@ def load_encoder(workdir: str, step: Optional[int] = None,
     return np.concatenate(out).astype(np.float32)
   embed.config = config
   return embed
+
+
+def export_weights(workdir: str, format: str, out: str, step: Optional[int] = None) -> dict:
+  """Writes the encoder of ``workdir`` (its newest readable checkpoint, or ``step``) to
+  ``out`` in ``format`` (:data:`FORMATS`); returns the file's metadata."""
+  if format not in FORMATS:
+    raise ExportError(f"--format={format!r} is not supported; supported: "
+                      + "; ".join(f"{k} ({v})" for k, v in FORMATS.items()) + ".")
+  config, _, variables, step = load_variables(workdir, step)
+  encoder = config.model.name
+  if format == "torchvision" and encoder not in ("resnet18", "resnet50"):
+    raise ExportError(f"the encoder of {workdir!r} is {encoder!r}, which has no "
+                      "torchvision counterpart; --format=torchvision exports resnet18 and "
+                      "resnet50 encoders.")
+  params = variables["params"]["encoder"]
+  stats = variables["batch_stats"].get("encoder", {})
+  tensors = convert.resnet_to_torchvision(jax.device_get(params), jax.device_get(stats))
+  width = int(config.model.get("width", TORCHVISION_WIDTH))
+  metadata = {
+      "format": "torchvision", "architecture": f"torchvision.models.{encoder}",
+      "stem": config.model.stem, "width": str(width),
+      "fc": "none (set model.fc = torch.nn.Identity())",
+      "input": "NCHW float32 images standardised with ImageNet's mean and std",
+      "objective": str(config.get("objective")), "step": str(step),
+      "workdir": os.path.abspath(workdir)}
+  if config.model.stem == "cifar":
+    metadata["conv1"] = ("replaced: nn.Conv2d(3, width, 3, 1, 1, bias=False); maxpool: "
+                         "nn.Identity()")
+  if width != TORCHVISION_WIDTH:
+    metadata["note"] = (f"base width {width}: torchvision's constructors build width "
+                        f"{TORCHVISION_WIDTH}; the keys match, the shapes do not")
+  from safetensors.numpy import save_file
+  folder = os.path.dirname(os.path.abspath(out))
+  os.makedirs(folder, exist_ok=True)
+  tmp = out + ".tmp"
+  save_file(tensors, tmp, metadata=metadata)
+  os.replace(tmp, out)  # a kill leaves no half-written file under the name
+  return metadata
+
+
+def from_torchvision(path: str) -> dict:
+  """A torchvision ResNet state dict saved as safetensors (by :func:`export_weights`, or
+  ``safetensors.torch.save_file(model.state_dict(), path)``) -> ``{"params",
+  "batch_stats"}`` of mssl's ResNet of the same depth, stem and width."""
+  from safetensors.numpy import load_file
+  params, stats = convert.resnet_from_torchvision(load_file(path))
+  return {"params": params, "batch_stats": stats}
+
+
+def main(argv=None) -> int:
+  import argparse
+  import sys
+  parser = argparse.ArgumentParser(
+      prog="python -m mssl.export",
+      description="Write a workdir's encoder in another framework's format.")
+  parser.add_argument("--workdir", required=True, help="a pretraining run's workdir")
+  parser.add_argument("--format", required=True, help=", ".join(FORMATS))
+  parser.add_argument("--out", required=True, help="the file to write (.safetensors)")
+  parser.add_argument("--step", type=int, default=None,
+                      help="a checkpoint step (default: the newest readable one)")
+  args = parser.parse_args(argv)
+  try:
+    metadata = export_weights(args.workdir, args.format, args.out, args.step)
+  except (ExportError, FileNotFoundError, workdir_lib.WorkdirError) as error:
+    sys.stderr.write(f"mssl.export: {error}\n")
+    return 1
+  print(f"wrote {args.out}: {metadata['architecture']} (stem {metadata['stem']}, width "
+        f"{metadata['width']}) from step {metadata['step']} of {args.workdir}")
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())

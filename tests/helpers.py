@@ -182,16 +182,18 @@ def _photo(rng, height, width):
 
 
 # ------------------------------------------------------------ a workdir without training
-def pretraining_workdir(workdir, objective="simclr", step=3, seed=0):
+def pretraining_workdir(workdir, objective="simclr", step=3, seed=0, model=None):
   """A two-view pretraining workdir written by hand, without training: the runlocal config
-  of ``objective`` on a 2-block ViT at 16 px, its ``config.json`` and ``run.json``, and one
+  of ``objective`` on a 2-block ViT at 16 px (or ``model``'s fields, e.g.
+  ``{"name": "resnet18"}`` for the config's width-8 ResNet), its ``config.json`` and
+  ``run.json``, and one
   checkpoint (at ``step``) of the train state at initialisation (seed ``seed``) with every
   parameter moved by +0.01, a stand-in for training (so no initialisation has them).
   Returns ``(config, network, variables)``, the variables as saved."""
   from mssl import checkpoint, loop
   from mssl.steps import two_view
   config = load_config(f"{objective}_r18_cifar", "runlocal")
-  config.model.update({"name": "vit_micro", "patch_size": 4})
+  config.model.update(model or {"name": "vit_micro", "patch_size": 4})
   config.data.image_size = 16
   config.seed = seed
   network = two_view.build_network(config, 10)

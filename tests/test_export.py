@@ -1,6 +1,8 @@
-"""mssl.export: the encoder of a pretraining workdir, loaded as ``embed(images)``."""
+"""mssl.export: the encoder of a pretraining workdir, loaded as ``embed(images)``, and
+written for torchvision (``python -m mssl.export``) and read back."""
 
 import json
+import os
 
 import chex
 import jax
@@ -85,3 +87,54 @@ def test_reading_a_workdir_creates_nothing_in_it(tmp_path):
   with pytest.raises(FileNotFoundError, match="no checkpoint under"):
     export.load_variables(str(empty))
   assert not (empty / "checkpoints").exists()
+
+
+def test_torchvision_export_from_the_command_line_and_back(tmp_path):
+  """``python -m mssl.export --format=torchvision`` on a ResNet workdir writes
+  safetensors whose tensors are the checkpoint's in torchvision's layout (conv OIHW, BN
+  statistics), whose metadata names the stem and width, and ``from_torchvision`` reads
+  them back into the saved variables exactly."""
+  import subprocess
+  import sys
+  from safetensors.numpy import load_file
+  from safetensors import safe_open
+  from helpers import ROOT, flat
+  config, _, variables = pretraining_workdir(tmp_path / "run", model={"name": "resnet18"})
+  out = tmp_path / "export" / "r18.safetensors"
+  done = subprocess.run([sys.executable, "-m", "mssl.export", f"--workdir={tmp_path / 'run'}",
+                         "--format=torchvision", f"--out={out}"], cwd=ROOT,
+                        capture_output=True, text=True,
+                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "torchvision.models.resnet18 (stem cifar, width 8) from step 3" in done.stdout
+  tensors = load_file(str(out))
+  encoder = variables["params"]["encoder"]
+  np.testing.assert_array_equal(tensors["layer2.0.conv1.weight"],
+                                np.transpose(encoder["stage2_block1"]["Conv_0"]["kernel"],
+                                             (3, 2, 0, 1)))
+  np.testing.assert_array_equal(
+      tensors["layer3.0.downsample.1.running_var"],
+      variables["batch_stats"]["encoder"]["stage3_block1"]["proj_bn"]["var"])
+  with safe_open(str(out), "np") as f:
+    meta = f.metadata()
+  assert meta["stem"] == "cifar" and meta["width"] == "8" and "maxpool" in meta["conv1"]
+  back = export.from_torchvision(str(out))
+  want = flat({"params": encoder, "batch_stats": variables["batch_stats"]["encoder"]})
+  got = flat(back)
+  assert want.keys() == got.keys()
+  for key in want:
+    np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def test_bad_export_requests_are_named(tmp_path):
+  pretraining_workdir(tmp_path / "vit")  # a ViT encoder
+  with pytest.raises(export.ExportError, match="'vit_micro', which has no torchvision "
+                                               "counterpart"):
+    export.export_weights(str(tmp_path / "vit"), "torchvision", str(tmp_path / "x"))
+  with pytest.raises(export.ExportError, match=r"--format='onnx' is not supported; "
+                                               r"supported: torchvision"):
+    export.export_weights(str(tmp_path / "vit"), "onnx", str(tmp_path / "x"))
+  (tmp_path / "empty").mkdir()
+  assert export.main([f"--workdir={tmp_path / 'empty'}", "--format=torchvision",
+                      f"--out={tmp_path / 'x'}"]) == 1
+  assert not (tmp_path / "x").exists()

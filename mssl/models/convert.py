@@ -1,0 +1,143 @@
+"""mssl encoders <-> PyTorch state dicts, as name -> numpy array maps (no torch needed).
+
+**torchvision ResNet** (:func:`resnet_to_torchvision`, :func:`resnet_from_torchvision`):
+the keys and layouts of ``torchvision.models.resnet18`` / ``resnet50``'s ``state_dict()``:
+
+==========================================  ============================================
+mssl (flax)                                  torchvision
+==========================================  ============================================
+``stem_conv/kernel`` (kh, kw, in, out)       ``conv1.weight`` (out, in, kh, kw): OIHW
+``stem_bn`` scale, bias, mean, var           ``bn1.weight/bias/running_mean/running_var``
+                                             and ``bn1.num_batches_tracked`` (int64)
+``stage{s}_block{i}/Conv_k``, ``BatchNorm_k``  ``layer{s}.{i-1}.conv{k+1}``, ``bn{k+1}``
+``stage{s}_block{i}/proj``, ``proj_bn``      ``layer{s}.{i-1}.downsample.0``, ``.1``
+``head/kernel`` (in, out), ``head/bias``     ``fc.weight`` (out, in), ``fc.bias``
+==========================================  ============================================
+
+An encoder has no ``fc``: load it with ``strict=False`` or after
+``model.fc = torch.nn.Identity()``. The CIFAR stem (``stem="cifar"``) is torchvision's
+ResNet with ``conv1`` replaced by a 3x3 stride-1 convolution (``nn.Conv2d(3, 64, 3, 1, 1,
+bias=False)``) and ``maxpool`` replaced by ``nn.Identity()``. Both frameworks take images
+standardised with ImageNet's mean and standard deviation, NCHW in PyTorch.
+``num_batches_tracked`` is not kept by flax; it is written as 0 (torchvision reads it
+only when BN's momentum is None).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+BN_FIELDS = (("scale", "weight", "params"), ("bias", "bias", "params"),
+             ("mean", "running_mean", "batch_stats"), ("var", "running_var", "batch_stats"))
+
+
+def _torch_block_part(name: str) -> str:
+  """A block's flax submodule name -> torchvision's (``Conv_1`` -> ``conv2``)."""
+  if name == "proj":
+    return "downsample.0"
+  if name == "proj_bn":
+    return "downsample.1"
+  kind, index = name.split("_")
+  return {"Conv": "conv", "BatchNorm": "bn"}[kind] + str(int(index) + 1)
+
+
+def _torch_prefix(module: str) -> str:
+  if module == "stem_conv":
+    return "conv1"
+  if module == "stem_bn":
+    return "bn1"
+  if module == "head":
+    return "fc"
+  stage, block = re.fullmatch(r"stage(\d+)_block(\d+)", module).groups()
+  return f"layer{stage}.{int(block) - 1}"
+
+
+def resnet_to_torchvision(params: dict, batch_stats: dict) -> dict[str, np.ndarray]:
+  """A ResNet's flax ``params`` / ``batch_stats`` -> a torchvision ``state_dict`` (numpy)."""
+  out = {}
+
+  def conv(prefix, kernel):
+    out[prefix + ".weight"] = np.ascontiguousarray(np.transpose(np.asarray(kernel),
+                                                                (3, 2, 0, 1)))
+
+  def bn(prefix, p, s):
+    for flax_name, torch_name, tree in BN_FIELDS:
+      out[f"{prefix}.{torch_name}"] = np.asarray((p if tree == "params" else s)[flax_name])
+    out[prefix + ".num_batches_tracked"] = np.zeros((), np.int64)
+
+  for module, p in params.items():
+    prefix = _torch_prefix(module)
+    s = batch_stats.get(module, {})
+    if module == "stem_conv":
+      conv(prefix, p["kernel"])
+    elif module == "stem_bn":
+      bn(prefix, p, s)
+    elif module == "head":
+      out["fc.weight"] = np.ascontiguousarray(np.asarray(p["kernel"]).T)
+      out["fc.bias"] = np.asarray(p["bias"])
+    else:
+      for part, q in p.items():
+        name = f"{prefix}.{_torch_block_part(part)}"
+        if "kernel" in q:
+          conv(name, q["kernel"])
+        else:
+          bn(name, q, s[part])
+  return out
+
+
+def _flax_block_part(name: str) -> str:
+  if name == "downsample.0":
+    return "proj"
+  if name == "downsample.1":
+    return "proj_bn"
+  kind, index = re.fullmatch(r"(conv|bn)(\d+)", name).groups()
+  return {"conv": "Conv", "bn": "BatchNorm"}[kind] + f"_{int(index) - 1}"
+
+
+def resnet_from_torchvision(state: dict) -> tuple[dict, dict]:
+  """A torchvision ResNet ``state_dict`` (numpy or anything ``np.asarray`` reads) ->
+  ``(params, batch_stats)`` of the mssl ResNet with the same names; the inverse of
+  :func:`resnet_to_torchvision` (``num_batches_tracked`` is dropped)."""
+  params: dict = {}
+  stats: dict = {}
+  for key, value in state.items():
+    value = np.asarray(value)
+    *path, leaf = key.split(".")
+    if leaf == "num_batches_tracked":
+      continue
+    if path[0] in ("conv1", "bn1", "fc"):
+      module, part = {"conv1": "stem_conv", "bn1": "stem_bn", "fc": "head"}[path[0]], None
+    else:
+      match = re.fullmatch(r"layer(\d+)", path[0])
+      if match is None or len(path) < 3:
+        raise ValueError(f"{key!r} is not a torchvision ResNet key.")
+      module = f"stage{match.group(1)}_block{int(path[1]) + 1}"
+      part = _flax_block_part(".".join(path[2:]))
+    p_node = params.setdefault(module, {})
+    s_node = stats.setdefault(module, {})
+    if part is not None:
+      p_node = p_node.setdefault(part, {})
+      s_node = s_node.setdefault(part, {})
+    if module == "head":
+      p_node["kernel" if leaf == "weight" else "bias"] = (value.T if leaf == "weight"
+                                                           else value)
+    elif value.ndim == 4:
+      p_node["kernel"] = np.transpose(value, (2, 3, 1, 0))
+    else:
+      flax_name, tree = {t: (f, tr) for f, t, tr in BN_FIELDS}[leaf]
+      (p_node if tree == "params" else s_node)[flax_name] = value
+  stats = _drop_empty(stats)
+  return params, stats
+
+
+def _drop_empty(tree: dict) -> dict:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      value = _drop_empty(value)
+      if not value:
+        continue
+    out[key] = value
+  return out
