@@ -9,7 +9,9 @@ weights for other frameworks.
 
 ``export_weights(workdir, format, out)`` (and the command line) writes the encoder under
 another framework's names and layouts (:mod:`mssl.models.convert`), as safetensors (no
-pickle, no torch needed): ``torchvision`` for ResNet-18/50. In PyTorch::
+pickle, no torch needed): ``torchvision`` for ResNet-18/50, ``timm`` for ViT encoders
+(``timm.create_model("vit_base_patch16_224", num_classes=0)``, or
+``VisionTransformer(**kwargs)`` with the file's ``kwargs`` metadata). In PyTorch::
 
     from safetensors.torch import load_file
     model = torchvision.models.resnet18()
@@ -18,7 +20,7 @@ pickle, no torch needed): ``torchvision`` for ResNet-18/50. In PyTorch::
 
 (a CIFAR-stem ResNet also needs ``model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)`` and
 ``model.maxpool = nn.Identity()``; the file's metadata says which). ``from_torchvision``
-reads such a file back into mssl's ResNet variables.
+and ``from_timm`` read such files back into mssl's variables.
 
 The workdir's ``config.json`` rebuilds the network (from its step module: no trainer, no
 optimiser) and its newest readable checkpoint supplies the weights (only the parameter
@@ -28,6 +30,7 @@ BatchNorm statistics) and returns its pooled features (no projector).
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Callable, Optional
 
@@ -43,7 +46,9 @@ from mssl.models import convert
 
 # format -> what it exports
 FORMATS = {"torchvision": "ResNet-18 / ResNet-50 encoders -> torchvision.models.resnet18 / "
-                          "resnet50 state_dict keys (safetensors)"}
+                          "resnet50 state_dict keys (safetensors)",
+           "timm": "ViT encoders (two-view runs, M-MAE / U-MAE / MAE) -> timm "
+                   "VisionTransformer state_dict keys, num_classes=0 (safetensors)"}
 TORCHVISION_WIDTH = 64  # torchvision's ResNets have base width 64
 
 
@@ -167,28 +172,12 @@ def export_weights(workdir: str, format: str, out: str, step: Optional[int] = No
     raise ExportError(f"--format={format!r} is not supported; supported: "
                       + "; ".join(f"{k} ({v})" for k, v in FORMATS.items()) + ".")
   config, _, variables, step = load_variables(workdir, step)
-  encoder = config.model.name
-  if format == "torchvision" and encoder not in ("resnet18", "resnet50"):
-    raise ExportError(f"the encoder of {workdir!r} is {encoder!r}, which has no "
-                      "torchvision counterpart; --format=torchvision exports resnet18 and "
-                      "resnet50 encoders.")
-  params = variables["params"]["encoder"]
-  stats = variables["batch_stats"].get("encoder", {})
-  tensors = convert.resnet_to_torchvision(jax.device_get(params), jax.device_get(stats))
-  width = int(config.model.get("width", TORCHVISION_WIDTH))
-  metadata = {
-      "format": "torchvision", "architecture": f"torchvision.models.{encoder}",
-      "stem": config.model.stem, "width": str(width),
-      "fc": "none (set model.fc = torch.nn.Identity())",
-      "input": "NCHW float32 images standardised with ImageNet's mean and std",
-      "objective": str(config.get("objective")), "step": str(step),
-      "workdir": os.path.abspath(workdir)}
-  if config.model.stem == "cifar":
-    metadata["conv1"] = ("replaced: nn.Conv2d(3, width, 3, 1, 1, bias=False); maxpool: "
-                         "nn.Identity()")
-  if width != TORCHVISION_WIDTH:
-    metadata["note"] = (f"base width {width}: torchvision's constructors build width "
-                        f"{TORCHVISION_WIDTH}; the keys match, the shapes do not")
+  if format == "torchvision":
+    tensors, metadata = _torchvision_weights(config, variables, workdir)
+  else:
+    tensors, metadata = _timm_weights(config, variables, workdir)
+  metadata.update({"objective": str(config.get("objective")), "step": str(step),
+                   "workdir": os.path.abspath(workdir)})
   from safetensors.numpy import save_file
   folder = os.path.dirname(os.path.abspath(out))
   os.makedirs(folder, exist_ok=True)
@@ -198,6 +187,61 @@ def export_weights(workdir: str, format: str, out: str, step: Optional[int] = No
   return metadata
 
 
+def _torchvision_weights(config, variables, workdir):
+  encoder = config.model.name
+  if encoder not in ("resnet18", "resnet50"):
+    raise ExportError(f"the encoder of {workdir!r} is {encoder!r}, which has no "
+                      "torchvision counterpart; --format=torchvision exports resnet18 and "
+                      "resnet50 encoders (--format=timm: ViT encoders).")
+  params = variables["params"]["encoder"]
+  stats = variables["batch_stats"].get("encoder", {})
+  tensors = convert.resnet_to_torchvision(jax.device_get(params), jax.device_get(stats))
+  width = int(config.model.get("width", TORCHVISION_WIDTH))
+  metadata = {
+      "format": "torchvision", "architecture": f"torchvision.models.{encoder}",
+      "stem": config.model.stem, "width": str(width),
+      "fc": "none (set model.fc = torch.nn.Identity())",
+      "input": "NCHW float32 images standardised with ImageNet's mean and std"}
+  if config.model.stem == "cifar":
+    metadata["conv1"] = ("replaced: nn.Conv2d(3, width, 3, 1, 1, bias=False); maxpool: "
+                         "nn.Identity()")
+  if width != TORCHVISION_WIDTH:
+    metadata["note"] = (f"base width {width}: torchvision's constructors build width "
+                        f"{TORCHVISION_WIDTH}; the keys match, the shapes do not")
+  return tensors, metadata
+
+
+TIMM_NAMED = ("tiny", "small", "base", "large")
+
+
+def _timm_weights(config, variables, workdir):
+  from mssl.models.vit import VIT_SIZES, sincos_with_cls
+  encoder = config.model.name
+  if not encoder.startswith("vit_"):
+    raise ExportError(f"the encoder of {workdir!r} is {encoder!r}, which has no timm "
+                      "ViT counterpart; --format=timm exports ViT encoders "
+                      "(--format=torchvision: ResNet-18/50).")
+  size = encoder[len("vit_"):]
+  width, depth, heads, mlp_dim = VIT_SIZES[size]
+  patch, image = int(config.model.patch_size), int(config.data.image_size)
+  masked = config.objective in losses.MASKED_IMAGE
+  params = jax.device_get(variables["params"]["mae"]["encoder"] if masked
+                          else variables["params"]["encoder"])
+  table = sincos_with_cls(image // patch, width) if masked else None
+  tensors = convert.vit_to_timm(params, pos_embed=table)
+  kwargs = dict(img_size=image, patch_size=patch, embed_dim=width, depth=depth,
+                num_heads=heads, mlp_ratio=mlp_dim / width, num_classes=0,
+                global_pool="token")
+  named = (f"vit_{size}_patch16_224" if size in TIMM_NAMED and patch == 16 and image == 224
+           else None)
+  metadata = {
+      "format": "timm", "architecture": "timm.models.vision_transformer.VisionTransformer",
+      "kwargs": json.dumps(kwargs), "timm_name": named or "none (build with kwargs)",
+      "pos_embed": "fixed 2-D sin-cos (MAE)" if masked else "learned",
+      "input": "NCHW float32 images standardised with ImageNet's mean and std"}
+  return tensors, metadata
+
+
 def from_torchvision(path: str) -> dict:
   """A torchvision ResNet state dict saved as safetensors (by :func:`export_weights`, or
   ``safetensors.torch.save_file(model.state_dict(), path)``) -> ``{"params",
@@ -205,6 +249,14 @@ def from_torchvision(path: str) -> dict:
   from safetensors.numpy import load_file
   params, stats = convert.resnet_from_torchvision(load_file(path))
   return {"params": params, "batch_stats": stats}
+
+
+def from_timm(path: str, num_heads: int, learned_pos: bool = True) -> dict:
+  """A timm ``VisionTransformer`` encoder state dict saved as safetensors -> the
+  ``params`` of mssl's ViT (``learned_pos=False`` for the sin-cos tables of the
+  masked-image encoders, which are not parameters)."""
+  from safetensors.numpy import load_file
+  return convert.vit_from_timm(load_file(path), num_heads, learned_pos)
 
 
 def main(argv=None) -> int:
@@ -224,8 +276,10 @@ def main(argv=None) -> int:
   except (ExportError, FileNotFoundError, workdir_lib.WorkdirError) as error:
     sys.stderr.write(f"mssl.export: {error}\n")
     return 1
-  print(f"wrote {args.out}: {metadata['architecture']} (stem {metadata['stem']}, width "
-        f"{metadata['width']}) from step {metadata['step']} of {args.workdir}")
+  what = (f"stem {metadata['stem']}, width {metadata['width']}"
+          if metadata["format"] == "torchvision" else metadata["kwargs"])
+  print(f"wrote {args.out}: {metadata['architecture']} ({what}) from step "
+        f"{metadata['step']} of {args.workdir}")
   return 0
 
 

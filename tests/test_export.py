@@ -138,3 +138,56 @@ def test_bad_export_requests_are_named(tmp_path):
   assert export.main([f"--workdir={tmp_path / 'empty'}", "--format=torchvision",
                       f"--out={tmp_path / 'x'}"]) == 1
   assert not (tmp_path / "x").exists()
+
+
+def _standardized_nchw(images):
+  from mssl.steps.common import standardize
+  return np.transpose(np.asarray(standardize(images), np.float32), (0, 3, 1, 2))
+
+
+def test_timm_export_of_a_two_view_vit_gives_its_features_and_reads_back(tmp_path):
+  """--format=timm on a ViT workdir: the exported tensors, run the way timm runs them
+  (tests/models/reference.py), give ``load_encoder``'s features; ``from_timm`` reads them
+  back exactly; the metadata holds timm's constructor arguments."""
+  from safetensors import safe_open
+  from helpers import flat
+  from models.reference import timm_vit
+  pretraining_workdir(tmp_path / "run")  # vit_micro, patch 4, 16 px, learned positions
+  out = str(tmp_path / "vit.safetensors")
+  meta = export.export_weights(str(tmp_path / "run"), "timm", out)
+  kwargs = json.loads(meta["kwargs"])
+  assert kwargs == {"img_size": 16, "patch_size": 4, "embed_dim": 64, "depth": 2,
+                    "num_heads": 2, "mlp_ratio": 2.0, "num_classes": 0,
+                    "global_pool": "token"}
+  assert meta["timm_name"].startswith("none") and meta["pos_embed"] == "learned"
+  images = np.random.default_rng(0).random((3, 16, 16, 3)).astype(np.float32)
+  want = export.load_encoder(str(tmp_path / "run"))(images)
+  from safetensors.numpy import load_file
+  state = load_file(out)
+  got = timm_vit(state, _standardized_nchw(images), patch=4, num_heads=2)
+  np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-4)
+  _, _, variables, _ = export.load_variables(str(tmp_path / "run"))
+  want_params = flat(variables["params"]["encoder"])
+  got_params = flat(export.from_timm(out, num_heads=2))
+  assert want_params.keys() == got_params.keys()
+  for key in want_params:
+    np.testing.assert_array_equal(got_params[key], want_params[key], err_msg=key)
+  with pytest.raises(export.ExportError, match="no timm ViT counterpart"):
+    pretraining_workdir(tmp_path / "r18", model={"name": "resnet18"})
+    export.export_weights(str(tmp_path / "r18"), "timm", out)
+
+
+@pytest.mark.slow(seconds=40)
+def test_timm_export_of_a_masked_image_encoder_writes_its_sincos_table(pretrained, tmp_path):
+  from models.reference import timm_vit
+  from safetensors.numpy import load_file
+  workdir = str(pretrained["mmae"][0])
+  out = str(tmp_path / "mmae.safetensors")
+  meta = export.export_weights(workdir, "timm", out)
+  assert meta["pos_embed"].startswith("fixed") and meta["objective"] == "mmae"
+  images = np.random.default_rng(1).random((2, 32, 32, 3)).astype(np.float32)
+  want = export.load_encoder(workdir)(images)
+  kwargs = json.loads(meta["kwargs"])
+  got = timm_vit(load_file(out), _standardized_nchw(images), patch=kwargs["patch_size"],
+                 num_heads=kwargs["num_heads"])
+  np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-4)

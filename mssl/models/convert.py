@@ -21,6 +21,16 @@ bias=False)``) and ``maxpool`` replaced by ``nn.Identity()``. Both frameworks ta
 standardised with ImageNet's mean and standard deviation, NCHW in PyTorch.
 ``num_batches_tracked`` is not kept by flax; it is written as 0 (torchvision reads it
 only when BN's momentum is None).
+
+**timm ViT** (:func:`vit_to_timm`, :func:`vit_from_timm`): the keys and layouts of timm's
+``VisionTransformer`` (``vit_{tiny,small,base,large}_patch16_224`` with
+``num_classes=0``): ``cls_token``, ``pos_embed`` (1, 1 + grid^2, width; a fixed sin-cos
+table of an MAE-family encoder is written out), ``patch_embed.proj.weight`` (OIHW) and
+``.bias``, ``blocks.N.norm1``, ``blocks.N.attn.qkv`` (query, key and value stacked:
+(3 width, width), heads major within each), ``blocks.N.attn.proj``, ``blocks.N.norm2``,
+``blocks.N.mlp.fc1`` / ``fc2``, and the final ``norm``. Both use LayerNorm eps 1e-6,
+exact GELU and the CLS token's feature after the final norm (timm's ``forward_features``
+then ``[:, 0]``, i.e. ``global_pool="token"``).
 """
 
 from __future__ import annotations
@@ -141,3 +151,83 @@ def _drop_empty(tree: dict) -> dict:
         continue
     out[key] = value
   return out
+
+
+def vit_to_timm(params: dict, pos_embed=None) -> dict[str, np.ndarray]:
+  """A ViT encoder's flax ``params`` -> a timm ``VisionTransformer`` ``state_dict``.
+  ``pos_embed``: the (1, 1 + grid^2, width) position table of an encoder whose table is
+  fixed (sin-cos, not a parameter); None takes ``params["pos_embedding"]``."""
+  out = {"cls_token": np.asarray(params["cls"]),
+         "pos_embed": (np.asarray(params["pos_embedding"]) if pos_embed is None
+                       else np.asarray(pos_embed, np.float32))}
+  kernel = np.asarray(params["patch_embed"]["kernel"])            # (p, p, C, width)
+  out["patch_embed.proj.weight"] = np.ascontiguousarray(np.transpose(kernel, (3, 2, 0, 1)))
+  out["patch_embed.proj.bias"] = np.asarray(params["patch_embed"]["bias"])
+  encoder = params["encoder"]
+  blocks = sorted((k for k in encoder if k.startswith("block")), key=lambda k: int(k[5:]))
+  for i, name in enumerate(blocks):
+    b, p = encoder[name], f"blocks.{i}."
+    attn = b["MultiHeadDotProductAttention_0"]
+    width = np.asarray(attn["query"]["kernel"]).shape[0]
+    qkv = [np.asarray(attn[k]["kernel"]).reshape(width, -1) for k in ("query", "key",
+                                                                        "value")]
+    out[p + "attn.qkv.weight"] = np.ascontiguousarray(np.concatenate(qkv, axis=1).T)
+    out[p + "attn.qkv.bias"] = np.concatenate(
+        [np.asarray(attn[k]["bias"]).reshape(-1) for k in ("query", "key", "value")])
+    out[p + "attn.proj.weight"] = np.ascontiguousarray(
+        np.asarray(attn["out"]["kernel"]).reshape(-1, width).T)
+    out[p + "attn.proj.bias"] = np.asarray(attn["out"]["bias"])
+    for flax_name, timm_name in (("LayerNorm_0", "norm1"), ("LayerNorm_1", "norm2")):
+      out[p + timm_name + ".weight"] = np.asarray(b[flax_name]["scale"])
+      out[p + timm_name + ".bias"] = np.asarray(b[flax_name]["bias"])
+    for flax_name, timm_name in (("Dense_0", "fc1"), ("Dense_1", "fc2")):
+      dense = b["MlpBlock_0"][flax_name]
+      out[p + f"mlp.{timm_name}.weight"] = np.ascontiguousarray(np.asarray(dense["kernel"]).T)
+      out[p + f"mlp.{timm_name}.bias"] = np.asarray(dense["bias"])
+  out["norm.weight"] = np.asarray(encoder["final_norm"]["scale"])
+  out["norm.bias"] = np.asarray(encoder["final_norm"]["bias"])
+  return out
+
+
+def vit_from_timm(state: dict, num_heads: int, learned_pos: bool = True) -> dict:
+  """A timm ``VisionTransformer`` ``state_dict`` -> the flax ``params`` of mssl's ViT with
+  ``num_heads`` heads (``learned_pos=False``: the position table is fixed in mssl and
+  ``pos_embed`` is not a parameter). The inverse of :func:`vit_to_timm`; keys outside the
+  encoder (``head``, ``fc_norm``) are refused."""
+  state = {k: np.asarray(v) for k, v in state.items()}
+  known = {"cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias",
+           "norm.weight", "norm.bias"}
+  unknown = sorted(k for k in state if k not in known and not k.startswith("blocks."))
+  if unknown:
+    raise ValueError(f"keys {unknown[:5]} are not a timm ViT encoder's (export the model "
+                     "with num_classes=0).")
+  params = {"cls": state["cls_token"],
+            "patch_embed": {"kernel": np.transpose(state["patch_embed.proj.weight"],
+                                                   (2, 3, 1, 0)),
+                            "bias": state["patch_embed.proj.bias"]}}
+  if learned_pos:
+    params["pos_embedding"] = state["pos_embed"]
+  depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
+  encoder = {}
+  for i in range(depth):
+    p = f"blocks.{i}."
+    width = state[p + "attn.proj.weight"].shape[0]
+    head_dim = width // num_heads
+    q, k, v = np.split(state[p + "attn.qkv.weight"].T, 3, axis=1)
+    qb, kb, vb = np.split(state[p + "attn.qkv.bias"], 3)
+    attn = {name: {"kernel": w.reshape(width, num_heads, head_dim),
+                   "bias": b.reshape(num_heads, head_dim)}
+            for name, w, b in (("query", q, qb), ("key", k, kb), ("value", v, vb))}
+    attn["out"] = {"kernel": state[p + "attn.proj.weight"].T.reshape(num_heads, head_dim,
+                                                                      width),
+                   "bias": state[p + "attn.proj.bias"]}
+    encoder[f"block{i}"] = {
+        "LayerNorm_0": {"scale": state[p + "norm1.weight"], "bias": state[p + "norm1.bias"]},
+        "LayerNorm_1": {"scale": state[p + "norm2.weight"], "bias": state[p + "norm2.bias"]},
+        "MultiHeadDotProductAttention_0": attn,
+        "MlpBlock_0": {f"Dense_{j}": {"kernel": state[p + f"mlp.fc{j + 1}.weight"].T,
+                                      "bias": state[p + f"mlp.fc{j + 1}.bias"]}
+                       for j in range(2)}}
+  encoder["final_norm"] = {"scale": state["norm.weight"], "bias": state["norm.bias"]}
+  params["encoder"] = encoder
+  return params

@@ -11,6 +11,7 @@ import pytest
 from mssl.models import ResNet18, ResNet50, convert
 
 from helpers import jit_init
+from models.reference import nchw_resnet, timm_vit
 
 
 def torchvision_keys(blocks, bottleneck: bool, head: bool) -> set:
@@ -32,47 +33,6 @@ def torchvision_keys(blocks, bottleneck: bool, head: bool) -> set:
   if head:
     keys |= {"fc.weight", "fc.bias"}
   return keys
-
-
-def nchw_resnet(state: dict, images_nchw, *, bottleneck: bool, stem: str, blocks,
-                eps: float = 1e-5):
-  """The torchvision ResNet forward pass (eval mode) on an exported state dict."""
-  def conv(x, name, stride=1, padding=0):
-    return jax.lax.conv_general_dilated(
-        x, jnp.asarray(state[name + ".weight"]), (stride, stride),
-        [(padding, padding)] * 2, dimension_numbers=("NCHW", "OIHW", "NCHW"),
-        precision=jax.lax.Precision.HIGHEST)
-
-  def bn(x, name):
-    shape = (1, -1, 1, 1)
-    mean, var = (jnp.asarray(state[f"{name}.running_{k}"]).reshape(shape)
-                 for k in ("mean", "var"))
-    weight, bias = (jnp.asarray(state[f"{name}.{k}"]).reshape(shape)
-                    for k in ("weight", "bias"))
-    return (x - mean) / jnp.sqrt(var + eps) * weight + bias
-
-  relu = jax.nn.relu
-  if stem == "imagenet":
-    x = relu(bn(conv(images_nchw, "conv1", 2, 3), "bn1"))
-    x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, 3, 3), (1, 1, 2, 2),
-                              [(0, 0), (0, 0), (1, 1), (1, 1)])
-  else:  # conv1 replaced by a 3x3 stride-1 convolution, maxpool by Identity
-    x = relu(bn(conv(images_nchw, "conv1", 1, 1), "bn1"))
-  for layer, count in enumerate(blocks, start=1):
-    for i in range(count):
-      p = f"layer{layer}.{i}"
-      stride = 2 if layer > 1 and i == 0 else 1
-      if bottleneck:
-        y = relu(bn(conv(x, p + ".conv1"), p + ".bn1"))
-        y = relu(bn(conv(y, p + ".conv2", stride, 1), p + ".bn2"))
-        y = bn(conv(y, p + ".conv3"), p + ".bn3")
-      else:
-        y = relu(bn(conv(x, p + ".conv1", stride, 1), p + ".bn1"))
-        y = bn(conv(y, p + ".conv2", 1, 1), p + ".bn2")
-      if p + ".downsample.0.weight" in state:
-        x = bn(conv(x, p + ".downsample.0", stride), p + ".downsample.1")
-      x = relu(x + y)
-  return jnp.mean(x, axis=(2, 3))
 
 
 def random_variables(model, size, seed):
@@ -125,3 +85,38 @@ def test_the_way_back_is_exact_and_a_head_is_fc():
       np.testing.assert_array_equal(got[key], want[key], err_msg=key)
   with pytest.raises(ValueError, match="not a torchvision ResNet key"):
     convert.resnet_from_torchvision({"blocks.0.attn.qkv.weight": np.zeros(3)})
+
+
+@pytest.mark.parametrize("pos", ["learned", "sincos"])
+def test_exported_vit_gives_the_encoders_features_the_timm_way(pos):
+  from mssl.models.vit import ViT, sincos_with_cls
+  model = ViT(width=64, depth=2, num_heads=4, mlp_dim=128, patch_size=4,
+                      image_size=16, pos_embedding=pos)
+  variables = jit_init(model, jax.random.key(5), jnp.zeros((1, 16, 16, 3)))
+  rng = np.random.default_rng(6)
+  params = jax.tree_util.tree_map(lambda x: np.asarray(x) + 0.05 * rng.standard_normal(
+      np.shape(x)), variables["params"])
+  table = None if pos == "learned" else sincos_with_cls(4, 64)
+  state = convert.vit_to_timm(params, pos_embed=table)
+  want_keys = {"cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias",
+               "norm.weight", "norm.bias"}
+  for i in range(2):
+    want_keys |= {f"blocks.{i}.{n}.{w}" for n in ("norm1", "norm2", "attn.qkv", "attn.proj",
+                                                   "mlp.fc1", "mlp.fc2")
+                  for w in ("weight", "bias")}
+  assert set(state) == want_keys
+  assert state["blocks.0.attn.qkv.weight"].shape == (192, 64)
+  images = rng.standard_normal((2, 16, 16, 3)).astype(np.float32)
+  want = jax.jit(lambda p, x: model.apply({"params": p}, x))(params, images)
+  got = jax.jit(lambda s, x: timm_vit(s, x, patch=4, num_heads=4))(
+      state, np.transpose(images, (0, 3, 1, 2)))
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-4)
+  back = convert.vit_from_timm(state, num_heads=4, learned_pos=pos == "learned")
+  flat = lambda tree: {jax.tree_util.keystr(k): np.asarray(v)
+                       for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  want_flat, got_flat = flat(params), flat(back)
+  assert want_flat.keys() == got_flat.keys()
+  for key in want_flat:
+    np.testing.assert_array_equal(got_flat[key], want_flat[key], err_msg=key)
+  with pytest.raises(ValueError, match="not a timm ViT encoder's"):
+    convert.vit_from_timm({**state, "head.weight": np.zeros((3, 64))}, num_heads=4)
