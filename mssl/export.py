@@ -48,7 +48,9 @@ from mssl.models import convert
 FORMATS = {"torchvision": "ResNet-18 / ResNet-50 encoders -> torchvision.models.resnet18 / "
                           "resnet50 state_dict keys (safetensors)",
            "timm": "ViT encoders (two-view runs, M-MAE / U-MAE / MAE) -> timm "
-                   "VisionTransformer state_dict keys, num_classes=0 (safetensors)"}
+                   "VisionTransformer state_dict keys, num_classes=0 (safetensors)",
+           "detectron2": "ResNet-50 / ResNet-18 encoders with the ImageNet stem -> "
+                         "detectron2's backbone names, MoCo's conversion (.pkl)"}
 TORCHVISION_WIDTH = 64  # torchvision's ResNets have base width 64
 
 
@@ -172,26 +174,73 @@ def export_weights(workdir: str, format: str, out: str, step: Optional[int] = No
     raise ExportError(f"--format={format!r} is not supported; supported: "
                       + "; ".join(f"{k} ({v})" for k, v in FORMATS.items()) + ".")
   config, _, variables, step = load_variables(workdir, step)
-  if format == "torchvision":
-    tensors, metadata = _torchvision_weights(config, variables, workdir)
-  else:
+  if format == "timm":
     tensors, metadata = _timm_weights(config, variables, workdir)
+  else:
+    tensors, metadata = _torchvision_weights(config, variables, workdir, format)
+  if format == "detectron2":
+    if config.model.stem != "imagenet":
+      raise ExportError(f"the encoder of {workdir!r} has the {config.model.stem!r} stem; "
+                        "detectron2's ResNets have the ImageNet stem (7x7 convolution and "
+                        "max-pool), so --format=detectron2 needs config.model.stem="
+                        "'imagenet'.")
+    tensors = convert.torchvision_to_detectron2(tensors)
+    metadata.update(format="detectron2", architecture="detectron2 ResNet backbone "
+                    f"(MODEL.RESNETS.DEPTH={config.model.name[len('resnet'):]})")
   metadata.update({"objective": str(config.get("objective")), "step": str(step),
                    "workdir": os.path.abspath(workdir)})
-  from safetensors.numpy import save_file
   folder = os.path.dirname(os.path.abspath(out))
   os.makedirs(folder, exist_ok=True)
   tmp = out + ".tmp"
-  save_file(tensors, tmp, metadata=metadata)
+  if format == "detectron2":  # detectron2 reads a pickle: {"model": {name: array}, ...}
+    import pickle
+    with open(tmp, "wb") as f:
+      pickle.dump({"model": tensors, "__author__": "mssl", "matching_heuristics": True,
+                   "mssl_metadata": metadata}, f)
+  else:
+    from safetensors.numpy import save_file
+    save_file(tensors, tmp, metadata=metadata)
   os.replace(tmp, out)  # a kill leaves no half-written file under the name
+  write_model_card(workdir, config, step, folder, {format: os.path.basename(out)})
   return metadata
 
 
-def _torchvision_weights(config, variables, workdir):
+MODEL_CARD = "model_card.json"
+
+
+def write_model_card(workdir: str, config, step: int, folder: str, files: dict) -> dict:
+  """``FOLDER/model_card.json``: what an exported encoder is -- the architecture, the
+  objective and its loss block, the steps, the data, the final results (linear probe /
+  kNN beside random init and raw pixels, where the run measured them), the mssl version,
+  the whole config, and the files exported into the folder (merged with those of earlier
+  exports there)."""
+  from importlib import metadata as package_metadata
+  path = os.path.join(folder, MODEL_CARD)
+  card = workdir_lib.read_json(path) or {}
+  try:
+    version = package_metadata.version("mssl")
+  except package_metadata.PackageNotFoundError:
+    version = "unknown"
+  results = workdir_lib.read_json(os.path.join(workdir, "results.json")) or {}
+  card.update({
+      "architecture": {k: v for k, v in config.model.items()},
+      "objective": config.get("objective"), "loss": dict(config.get("loss", {})),
+      "step": int(step), "data": {"dataset": config.data.dataset,
+                                  "train_split": config.data.get("train_split"),
+                                  "image_size": config.data.image_size},
+      "results": {k: v for k, v in results.items() if isinstance(v, (int, float))},
+      "mssl_version": version, "workdir": os.path.abspath(workdir),
+      "config": json.loads(config.to_json_best_effort()),
+      "files": {**card.get("files", {}), **files}})
+  workdir_lib.write_json(path, card)
+  return card
+
+
+def _torchvision_weights(config, variables, workdir, format="torchvision"):
   encoder = config.model.name
   if encoder not in ("resnet18", "resnet50"):
     raise ExportError(f"the encoder of {workdir!r} is {encoder!r}, which has no "
-                      "torchvision counterpart; --format=torchvision exports resnet18 and "
+                      f"{format} counterpart; --format={format} exports resnet18 and "
                       "resnet50 encoders (--format=timm: ViT encoders).")
   params = variables["params"]["encoder"]
   stats = variables["batch_stats"].get("encoder", {})
@@ -267,7 +316,9 @@ def main(argv=None) -> int:
       description="Write a workdir's encoder in another framework's format.")
   parser.add_argument("--workdir", required=True, help="a pretraining run's workdir")
   parser.add_argument("--format", required=True, help=", ".join(FORMATS))
-  parser.add_argument("--out", required=True, help="the file to write (.safetensors)")
+  parser.add_argument("--out", required=True,
+                      help="the file to write (.safetensors; .pkl for detectron2); "
+                           "model_card.json goes beside it")
   parser.add_argument("--step", type=int, default=None,
                       help="a checkpoint step (default: the newest readable one)")
   args = parser.parse_args(argv)
@@ -276,8 +327,8 @@ def main(argv=None) -> int:
   except (ExportError, FileNotFoundError, workdir_lib.WorkdirError) as error:
     sys.stderr.write(f"mssl.export: {error}\n")
     return 1
-  what = (f"stem {metadata['stem']}, width {metadata['width']}"
-          if metadata["format"] == "torchvision" else metadata["kwargs"])
+  what = (metadata["kwargs"] if metadata["format"] == "timm"
+          else f"stem {metadata['stem']}, width {metadata['width']}")
   print(f"wrote {args.out}: {metadata['architecture']} ({what}) from step "
         f"{metadata['step']} of {args.workdir}")
   return 0

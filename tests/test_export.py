@@ -191,3 +191,42 @@ def test_timm_export_of_a_masked_image_encoder_writes_its_sincos_table(pretraine
   got = timm_vit(load_file(out), _standardized_nchw(images), patch=kwargs["patch_size"],
                  num_heads=kwargs["num_heads"])
   np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-4)
+
+
+def test_detectron2_export_uses_mocos_names_and_a_model_card_describes_the_folder(tmp_path):
+  """--format=detectron2: the pickle detectron2 reads ({"model": ..., "__author__",
+  "matching_heuristics": True}) with MoCo's renaming of torchvision's keys; every export
+  into a folder is listed in its model_card.json with the run's architecture, objective,
+  loss, step and config."""
+  import pickle
+  pretraining_workdir(tmp_path / "run", model={"name": "resnet50", "stem": "imagenet"})
+  out = tmp_path / "export" / "r50.pkl"
+  assert export.main([f"--workdir={tmp_path / 'run'}", "--format=detectron2",
+                      f"--out={out}"]) == 0
+  with open(out, "rb") as f:
+    saved = pickle.load(f)
+  assert saved["matching_heuristics"] is True and saved["__author__"] == "mssl"
+  names = set(saved["model"])
+  assert {"stem.conv1.weight", "stem.conv1.norm.weight", "stem.conv1.norm.running_var",
+          "res2.0.conv1.weight", "res2.0.conv3.norm.bias", "res2.0.shortcut.weight",
+          "res2.0.shortcut.norm.running_mean", "res5.2.conv3.norm.weight"} <= names
+  assert not any(n.startswith(("layer", "conv1", "bn1", "fc")) or "num_batches" in n
+                 or ".bn" in n for n in names)
+  tv = export.convert.resnet_to_torchvision(
+      *(export.load_variables(str(tmp_path / "run"))[2][k]["encoder"]
+        for k in ("params", "batch_stats")))
+  assert len(names) == len([k for k in tv if "num_batches" not in k])  # one name each
+  np.testing.assert_array_equal(saved["model"]["res3.0.shortcut.norm.running_mean"],
+                                tv["layer2.0.downsample.1.running_mean"])
+  assert export.main([f"--workdir={tmp_path / 'run'}", "--format=torchvision",
+                      f"--out={tmp_path / 'export' / 'r50.safetensors'}"]) == 0
+  card = json.loads((tmp_path / "export" / "model_card.json").read_text())
+  assert card["files"] == {"detectron2": "r50.pkl", "torchvision": "r50.safetensors"}
+  assert card["architecture"]["name"] == "resnet50" and card["objective"] == "simclr"
+  assert card["step"] == 3 and card["loss"] == dict(load_config(
+      "simclr_r18_cifar", "runlocal").loss)
+  assert card["config"]["model"]["stem"] == "imagenet" and card["mssl_version"]
+  pretraining_workdir(tmp_path / "cifar", model={"name": "resnet18"})  # CIFAR stem
+  with pytest.raises(export.ExportError, match="detectron2's ResNets have the ImageNet "
+                                               "stem"):
+    export.export_weights(str(tmp_path / "cifar"), "detectron2", str(tmp_path / "x.pkl"))

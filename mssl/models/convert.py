@@ -22,6 +22,12 @@ standardised with ImageNet's mean and standard deviation, NCHW in PyTorch.
 ``num_batches_tracked`` is not kept by flax; it is written as 0 (torchvision reads it
 only when BN's momentum is None).
 
+**detectron2 ResNet** (:func:`torchvision_to_detectron2`): the torchvision names renamed
+as MoCo's ``convert-pretrain-to-detectron2.py`` does for the paper's COCO protocol (stem
+keys under ``stem.``, ``layerN`` -> ``res{N+1}``, ``bnK`` -> ``convK.norm``,
+``downsample.0`` / ``.1`` -> ``shortcut`` / ``shortcut.norm``); BN's
+``num_batches_tracked`` is left out (detectron2's norms do not read it).
+
 **timm ViT** (:func:`vit_to_timm`, :func:`vit_from_timm`): the keys and layouts of timm's
 ``VisionTransformer`` (``vit_{tiny,small,base,large}_patch16_224`` with
 ``num_classes=0``): ``cls_token``, ``pos_embed`` (1, 1 + grid^2, width; a fixed sin-cos
@@ -94,6 +100,22 @@ def resnet_to_torchvision(params: dict, batch_stats: dict) -> dict[str, np.ndarr
           conv(name, q["kernel"])
         else:
           bn(name, q, s[part])
+  return out
+
+
+def torchvision_to_detectron2(state: dict) -> dict[str, np.ndarray]:
+  """torchvision ResNet names -> detectron2's (MoCo's conversion rules, in order)."""
+  out = {}
+  for key, value in state.items():
+    if key.endswith("num_batches_tracked") or key.startswith("fc."):
+      continue
+    name = key if "layer" in key else "stem." + key
+    for t in (1, 2, 3, 4):
+      name = name.replace(f"layer{t}", f"res{t + 1}")
+    for t in (1, 2, 3):
+      name = name.replace(f"bn{t}", f"conv{t}.norm")
+    name = name.replace("downsample.0", "shortcut").replace("downsample.1", "shortcut.norm")
+    out[name] = value
   return out
 
 
