@@ -187,7 +187,10 @@ def get_config():
       reevaluate=False,
       # The final table's raw-pixel baseline: probe and kNN on images downsampled to at
       # most pixel_size x pixel_size, standardised (what an encoder has to beat).
-      compare_pixels=True, pixel_size=16))
+      compare_pixels=True, pixel_size=16,
+      # embedding.png at the end: "auto" (UMAP where umap-learn is installed, else t-SNE),
+      # "umap", "tsne", "pca" or "none"; drawn from this many eval-split points.
+      embedding_plot="auto", embedding_points=2000))
   return c
 
 

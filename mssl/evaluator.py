@@ -106,6 +106,10 @@ class Evaluator:
             out["features"][labelled], labels[labelled], num_classes=self.num_classes,
             k=self.config.eval.knn_k, temperature=self.config.eval.knn_temperature)
     embedding = out.get("projection", out["features"])
+    # What the embedding plot draws at the end of training: a fixed subsample.
+    points = self.config.eval.get("embedding_points", 2000)
+    keep = np.flatnonzero(labelled)[:points]
+    self.last_features = (out["features"][keep], labels[keep])
     return metrics, np.asarray(matrix.embedding_spectrum(jnp.asarray(embedding)))
 
 

@@ -71,6 +71,7 @@ def pretrain(config, workdir: str, mesh, *, state, train_step, evaluator,
     return {**results, "stopped_early": True}
   if is_main:
     plots.write_training_plots(workdir, spectrum[0] if spectrum else None)
+    write_embedding_plot(config, workdir, evaluator)
   if after_training is not None:
     after_training(state)
   if config.eval.final:
@@ -92,6 +93,20 @@ def pretrain(config, workdir: str, mesh, *, state, train_step, evaluator,
   loop.write_results(workdir, results)
   writer.close()
   return results
+
+
+def write_embedding_plot(config, workdir: str, evaluator) -> None:
+  """``embedding.png`` from the final evaluation's features (``config.eval.embedding_plot``:
+  auto, umap, tsne, pca or none), after training, off the step's path."""
+  import os
+  from mssl import plots
+  method = config.eval.get("embedding_plot", "auto")
+  found = getattr(evaluator, "last_features", None)
+  if method == "none" or found is None or len(found[1]) < 3:
+    return
+  name = plots.write_embedding(os.path.join(workdir, "embedding.png"), *found, method,
+                               seed=config.seed)
+  logging.info("embedding.png: %d eval-split points drawn with %s", len(found[1]), name)
 
 
 def format_results(final: dict) -> str:

@@ -78,6 +78,16 @@ def _check_optimizer_and_length(config, check) -> None:
         f"config.total_steps={config.total_steps} (-1: the length is set in epochs).")
 
 
+def _check_embedding_plot(config, check) -> None:
+  from mssl.plots import EMBEDDING_METHODS
+  method = config.eval.get("embedding_plot", "auto")
+  check(method in EMBEDDING_METHODS, f"config.eval.embedding_plot={method!r} is not "
+        f"allowed; allowed: {', '.join(EMBEDDING_METHODS)}.")
+  points = config.eval.get("embedding_points", 2000)
+  check(_is_int(points) and points >= 3, f"config.eval.embedding_points={points!r} is not "
+        "allowed; allowed: an integer >= 3.")
+
+
 def _check_loop(config, check) -> None:
   """The loop's cadences and what it keeps (:mod:`mssl.loop`), for every trainer."""
   for every in ("log_every", "eval_every", "checkpoint_every"):
@@ -313,6 +323,7 @@ def validate(config, *, device_count: int | None = None,
           "config.data.crop_on_device=True needs config.data.device_augment=True (the "
           "crop runs inside the device augmentation).")
     _check_loop(config, check)
+    _check_embedding_plot(config, check)
     check(config.data.image_size > 0,
           f"config.data.image_size={config.data.image_size} must be a positive number of "
           "pixels.")

@@ -49,3 +49,43 @@ def test_reconstructions_are_one_row_per_image_of_three_panels(tmp_path):
   blue = np.all(image == (0, 0, 255), -1).sum()
   grey = np.all(np.abs(image - 127.5) <= 1, -1).sum()
   assert red > 1000 and abs(red - blue) <= 0.05 * red and abs(red - grey) <= 0.05 * red
+
+
+def _two_clusters(n=60, d=16, seed=0):
+  rng = np.random.default_rng(seed)
+  labels = np.repeat([0, 1], n // 2)
+  centres = np.zeros((2, d))
+  centres[1, :] = 6.0
+  return centres[labels] + rng.standard_normal((n, d)), labels
+
+
+def _separated(coords, labels) -> bool:
+  """The two classes' centroids lie further apart than either class's spread."""
+  a, b = coords[labels == 0], coords[labels == 1]
+  gap = np.linalg.norm(a.mean(0) - b.mean(0))
+  spread = max(np.linalg.norm(a - a.mean(0), axis=1).mean(),
+               np.linalg.norm(b - b.mean(0), axis=1).mean())
+  return gap > 2 * spread
+
+
+def test_each_embedding_method_keeps_two_clusters_apart(monkeypatch):
+  features, labels = _two_clusters()
+  for method, name in (("tsne", "t-SNE (scikit-learn)"), ("pca", "PCA (scikit-learn)")):
+    coords, drawn = plots.embedding_2d(features, method)
+    assert coords.shape == (60, 2) and drawn == name and _separated(coords, labels)
+  # Without umap-learn, "auto" is t-SNE; without scikit-learn either, numpy's PCA.
+  monkeypatch.setattr(plots, "_importable", lambda name: False)
+  coords, drawn = plots.embedding_2d(features, "auto")
+  assert drawn == "PCA (numpy)" and _separated(coords, labels)
+  monkeypatch.setattr(plots, "_importable", lambda name: name == "sklearn")
+  assert plots.embedding_2d(features, "auto")[1] == "t-SNE (scikit-learn)"
+
+
+def test_embedding_png_names_its_method(tmp_path):
+  features, labels = _two_clusters(n=40)
+  name = plots.write_embedding(str(tmp_path / "embedding.png"), features, labels, "pca")
+  assert name == "PCA (scikit-learn)"
+  assert PIL.Image.open(tmp_path / "embedding.png").size == (550, 550)  # 5 x 5 in
+  import pytest
+  with pytest.raises(ValueError, match="method must be one of"):
+    plots.embedding_2d(features, "mds")

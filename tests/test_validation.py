@@ -148,6 +148,8 @@ PAIR = "a pair (min, max) with 0 < min <= max"
     ("data.preset_overrides.crop_scale", (0.5,), f"{PAIR} <= 1"),
     ("data.preset_overrides.crop_scale", (0.5, 1.2), f"{PAIR} <= 1"),
     ("data.preset_overrides.crop_ratio", (2.0, 1.0), f"{PAIR}."),
+    ("eval.embedding_plot", "mds", "auto, umap, tsne, pca, none."),
+    ("eval.embedding_points", 2, "an integer >= 3."),
 ])
 def test_fields_outside_their_domain_fail_naming_value_and_domain(key, value, allowed):
   message = problems(**{key: value})

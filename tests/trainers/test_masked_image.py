@@ -24,7 +24,8 @@ def test_masked_image_runs_lower_reconstruction_and_mmae_raises_rank(pretrained)
     assert np.mean(recon[-5:]) < 0.9 * np.mean(recon[:5]), (objective, recon)
     assert results["steps"] == 40 and "eval/knn_accuracy" in results
     ranks[objective] = np.mean(_series(records, "effective_rank_cls")[-5:])
-    for name in ("reconstructions.png", "loss.png", "effective_rank.png", "spectrum.png"):
+    for name in ("reconstructions.png", "loss.png", "effective_rank.png", "spectrum.png",
+                 "embedding.png"):
       assert (workdir / name).stat().st_size > 1000, name
   print("CLS effective rank after 40 steps:", ranks)
   # Measured here: mmae 19.65, umae 18.88, mae 18.12 (same initialisation and batches).

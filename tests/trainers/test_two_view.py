@@ -35,7 +35,7 @@ def test_every_objective_runlocal(method, tfds_dir, tmp_path):
   assert len(losses) == 2 and all(np.isfinite(losses))
   assert 0.0 <= results["eval/knn_accuracy"] <= 1.0
   assert results["eval/effective_rank_features"] > 1.0
-  for plot in ("loss.png", "effective_rank.png", "spectrum.png"):
+  for plot in ("loss.png", "effective_rank.png", "spectrum.png", "embedding.png"):
     assert (tmp_path / plot).stat().st_size > 1000
   saved = json.loads((tmp_path / "config.json").read_text())
   assert saved["objective"] == method
