@@ -109,6 +109,9 @@ def get_config():
   c = ml_collections.ConfigDict()
   c.mode = "pretrain"            # "pretrain" | "linear_eval" | "finetune"
   c.seed = 0                     # initialisation, data order, augmentation, masks
+  # The encoder's initial weights: None (random), or a torchvision ResNet / timm ViT
+  # state dict in safetensors (python -m mssl.export writes them; docs/transfer.md).
+  c.init_from = ml_collections.FieldReference(None, field_type=str)
   c.objective = "matrix_ssl"     # a registered objective (mssl.losses.names())
   c.loss = loss_config(c.objective)  # the objective's keyword arguments (all of them)
 

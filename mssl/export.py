@@ -308,6 +308,55 @@ def from_timm(path: str, num_heads: int, learned_pos: bool = True) -> dict:
   return convert.vit_from_timm(load_file(path), num_heads, learned_pos)
 
 
+def weights_format(path: str) -> str:
+  """``"torchvision"`` or ``"timm"``: which state dict a safetensors file holds (from its
+  key names; nothing but the header is read)."""
+  from safetensors import safe_open
+  with safe_open(path, "np") as f:
+    keys = set(f.keys())
+  if "conv1.weight" in keys:
+    return "torchvision"
+  if "cls_token" in keys and "patch_embed.proj.weight" in keys:
+    return "timm"
+  raise ExportError(f"{path!r} holds neither a torchvision ResNet (conv1.weight, layer1..4) "
+                    "nor a timm ViT (cls_token, patch_embed, blocks) state dict.")
+
+
+def init_encoder(variables: dict, path: str, config) -> dict:
+  """``variables`` (``params`` and ``batch_stats`` of a two-view network) with the encoder
+  replaced by the weights of ``path`` (``config.init_from``: a torchvision ResNet or timm
+  ViT state dict in safetensors, e.g. written by :func:`export_weights`, or a supervised
+  torchvision model saved with ``safetensors.torch.save_file``). Raises
+  :class:`ExportError` naming the tensors whose shapes differ from the encoder's."""
+  from mssl.models.vit import VIT_SIZES
+  encoder = config.model.name
+  if encoder.startswith("vit_"):
+    loaded = {"params": from_timm(path, VIT_SIZES[encoder[len("vit_"):]][2])}
+  else:
+    loaded = from_torchvision(path)
+  current = {"params": variables["params"]["encoder"],
+             "batch_stats": variables.get("batch_stats", {}).get("encoder", {})}
+  flat = lambda tree: {jax.tree_util.keystr(k): np.shape(v)
+                       for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  want, got = flat({k: current[k] for k in loaded}), flat(loaded)
+  problems = sorted(set(want) ^ set(got)) + sorted(
+      k for k in set(want) & set(got) if want[k] != got[k])
+  if problems:
+    shown = ", ".join(f"{k} (encoder {want.get(k)}, file {got.get(k)})"
+                      for k in problems[:4])
+    raise ExportError(f"config.init_from={path!r} does not fit config.model "
+                      f"({encoder}, width {config.model.get('width')}, stem "
+                      f"{config.model.get('stem')}): {len(problems)} tensors differ, e.g. "
+                      f"{shown}.")
+  out = {"params": dict(variables["params"]),
+         "batch_stats": dict(variables.get("batch_stats", {}))}
+  out["params"]["encoder"] = jax.tree_util.tree_map(jnp.asarray, loaded["params"])
+  if "batch_stats" in loaded:
+    out["batch_stats"]["encoder"] = jax.tree_util.tree_map(jnp.asarray,
+                                                           loaded["batch_stats"])
+  return out
+
+
 def main(argv=None) -> int:
   import argparse
   import sys

@@ -88,6 +88,32 @@ def _check_embedding_plot(config, check) -> None:
         "allowed; allowed: an integer >= 3.")
 
 
+def _check_init_from(config, check) -> None:
+  """``config.init_from``: a safetensors state dict of the encoder's family (the shapes
+  are checked against the encoder when it is built)."""
+  path = config.get("init_from")
+  if not path:
+    return
+  from mssl import export
+  if not os.path.isfile(path):
+    check(False, f"config.init_from={path!r} is not a file; it must be a torchvision ResNet "
+          "or timm ViT state dict in safetensors (python -m mssl.export writes them).")
+    return
+  if config.objective in MASKED_IMAGE:
+    check(False, f"config.init_from={path!r}: starting from exported weights is supported "
+          f"for two-view objectives; config.objective={config.objective!r} trains a masked "
+          "auto-encoder.")
+    return
+  try:
+    found = export.weights_format(path)
+  except Exception as error:  # not safetensors, or another state dict
+    check(False, f"config.init_from={path!r}: {error}")
+    return
+  want = "timm" if config.model.name.startswith("vit_") else "torchvision"
+  check(found == want, f"config.init_from={path!r} holds a {found} state dict; "
+        f"config.model.name={config.model.name!r} starts from a {want} one.")
+
+
 def _check_loop(config, check) -> None:
   """The loop's cadences and what it keeps (:mod:`mssl.loop`), for every trainer."""
   for every in ("log_every", "eval_every", "checkpoint_every"):
@@ -324,6 +350,7 @@ def validate(config, *, device_count: int | None = None,
           "crop runs inside the device augmentation).")
     _check_loop(config, check)
     _check_embedding_plot(config, check)
+    _check_init_from(config, check)
     check(config.data.image_size > 0,
           f"config.data.image_size={config.data.image_size} must be a positive number of "
           "pixels.")

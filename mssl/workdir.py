@@ -32,7 +32,8 @@ UNREADABLE_LOCK_GRACE_S = 10.0
 # optimises and its random streams: a resume that changes one is refused. Fields outside
 # these (length, logging, evaluation, checkpoint cadence, paths) may change on resume;
 # each change is named in one line and recorded in run.json.
-IDENTITY_FIELDS = ("mode", "objective", "loss", "model", "projector", "predictor", "mae",
+IDENTITY_FIELDS = ("mode", "init_from", "objective", "loss", "model", "projector",
+                   "predictor", "mae",
                    "teacher", "batch_size", "seed", "optimizer", "data.dataset",
                    "data.image_size", "data.num_views", "data.problem_seed",
                    "data.train_problems", "finetune")

@@ -230,3 +230,41 @@ def test_detectron2_export_uses_mocos_names_and_a_model_card_describes_the_folde
   with pytest.raises(export.ExportError, match="detectron2's ResNets have the ImageNet "
                                                "stem"):
     export.export_weights(str(tmp_path / "cifar"), "detectron2", str(tmp_path / "x.pkl"))
+
+
+def test_init_from_puts_exported_weights_into_the_encoder_and_checks_them(tmp_path):
+  """``config.init_from`` (mssl.export.init_encoder): the encoder's variables become the
+  file's, exactly; the heads keep their initialisation; another width is refused naming
+  the tensors; validation names a missing file and a file of the other family."""
+  from mssl import validation
+  from helpers import flat
+  _, network, saved = pretraining_workdir(tmp_path / "run", model={"name": "resnet18"})
+  path = str(tmp_path / "r18.safetensors")
+  export.export_weights(str(tmp_path / "run"), "torchvision", path)
+  config = load_config("simclr_r18_cifar", "runlocal")
+  config.data.image_size = 16
+  fresh = two_view.init_variables(two_view.build_network(config, 10), 16, seed=7)
+  started = export.init_encoder(fresh, path, config)
+  for tree in ("params", "batch_stats"):
+    want, got = flat(saved[tree]["encoder"]), flat(started[tree]["encoder"])
+    assert want.keys() == got.keys()
+    for key in want:
+      np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+  for key, value in flat(fresh["params"]["projector"]).items():
+    np.testing.assert_array_equal(flat(started["params"]["projector"])[key], value)
+  wider = load_config("simclr_r18_cifar", "runlocal")
+  wider.model.width = 16
+  with pytest.raises(export.ExportError, match="does not fit config.model .resnet18, width "
+                                               "16"):
+    export.init_encoder(two_view.init_variables(two_view.build_network(wider, 10), 16, 0),
+                        path, wider)
+  def problems(value, **model):
+    c = load_config("simclr_r18_cifar", "runlocal")
+    c.init_from = value
+    c.model.update(model)
+    with pytest.raises(validation.ConfigError) as info:
+      validation.validate(c, device_count=1, process_count=1)
+    return str(info.value)
+  assert "config.init_from='/nope.safetensors' is not a file" in problems("/nope.safetensors")
+  assert ("holds a torchvision state dict; config.model.name='vit_micro' starts from a "
+          "timm one") in problems(path, name="vit_micro", patch_size=4)

@@ -6,7 +6,9 @@ BYOL, SimSiam, Barlow Twins, VICReg, spectral contrastive).
 The data path runs one way: ``config -> input pipeline (per process) -> global sharded
 batch -> jitted step (device augmentation -> network -> embeddings -> objective -> optax)
 -> checkpoint / logs / evaluators``. The step is :mod:`mssl.steps.two_view`'s; everything
-around it is :func:`mssl.pretraining.pretrain`'s.
+around it is :func:`mssl.pretraining.pretrain`'s. ``config.init_from`` starts the encoder
+from a torchvision ResNet or timm ViT state dict (:func:`mssl.export.init_encoder`), e.g. a
+supervised initialisation baseline.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 
 import jax
 
-from mssl import pretraining, sharding
+from mssl import export, pretraining, sharding
 from mssl.data import training_input as training_input_lib
 from mssl.evaluator import Evaluator
 from mssl.steps import two_view
@@ -29,14 +31,17 @@ def train_and_evaluate(config, workdir: str) -> dict:
   network = two_view.build_network(config, data.num_classes)
   tx, schedule = two_view.make_optimizer(config, data.total_steps, data.steps_per_epoch)
 
-  def init_state():
-    variables = two_view.init_variables(network, config.data.image_size, config.seed)
-    return two_view.create_state(variables, tx, config.seed,
-                                 ema_teacher=two_view.has_ema_teacher(config))
+  variables = jax.jit(lambda: two_view.init_variables(network, config.data.image_size,
+                                                      config.seed))()
+  if config.get("init_from"):  # the encoder from torchvision / timm weights
+    variables = export.init_encoder(variables, config.init_from, config)
+  state = jax.jit(lambda v: two_view.create_state(
+      v, tx, config.seed, ema_teacher=two_view.has_ema_teacher(config)),
+                  out_shardings=sharding.replicated(mesh))(variables)
 
   return pretraining.pretrain(
       config, workdir, mesh,
-      state=jax.jit(init_state, out_shardings=sharding.replicated(mesh))(),
+      state=state,
       train_step=data.augment_on_device(two_view.make_train_step(
           config, network, tx, schedule, data.total_steps, data.steps_per_epoch)),
       evaluator=Evaluator(config, mesh, data.num_classes,

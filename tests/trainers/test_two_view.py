@@ -1,5 +1,6 @@
 """mssl.trainers.two_view end to end: every two-view objective's runlocal config, the
-mock tfds path, and the quickstart recipe learning."""
+mock tfds path, a run that starts from exported weights (config.init_from), and the
+quickstart recipe learning."""
 
 import json
 
@@ -9,7 +10,7 @@ import tensorflow_datasets as tfds
 
 from mssl import train, writers
 
-from helpers import load_config, run_main, small
+from helpers import flat, load_config, pretraining_workdir, run_main, small
 
 
 METHODS = ("matrix_ssl", "mec", "kernel_ssl", "simclr", "byol", "simsiam", "barlow_twins",
@@ -39,6 +40,29 @@ def test_every_objective_runlocal(method, tfds_dir, tmp_path):
     assert (tmp_path / plot).stat().st_size > 1000
   saved = json.loads((tmp_path / "config.json").read_text())
   assert saved["objective"] == method
+
+
+@pytest.mark.slow(seconds=40)
+def test_a_run_starts_its_encoder_from_init_from(tfds_dir, tmp_path):
+  """config.init_from: the run's encoder starts from the file's weights (one step at a
+  learning rate of 1e-12 leaves them in its checkpoint), its heads from initialisation."""
+  from mssl import export
+  pretraining_workdir(tmp_path / "source")  # vit_micro, 16 px
+  path = str(tmp_path / "vit.safetensors")
+  export.export_weights(str(tmp_path / "source"), "timm", path)
+  config = small(load_config("simclr_r18_cifar", "runlocal"), tfds_dir, total_steps=1,
+                 eval_every=1, checkpoint_every=1, log_every=1)
+  config.model.update({"name": "vit_micro", "patch_size": 4})
+  config.init_from = path
+  config.optimizer.base_lr = 1e-12
+  config.eval.final = False
+  train.train_and_evaluate(config, str(tmp_path / "run"))
+  got = flat(export.load_encoder_params(str(tmp_path / "run"))[0])
+  want = flat(export.from_timm(path, num_heads=2))
+  assert got.keys() == want.keys()
+  for key in want:
+    np.testing.assert_allclose(got[key], want[key], rtol=0, atol=1e-6, err_msg=key)
+  assert json.loads((tmp_path / "run" / "config.json").read_text())["init_from"] == path
 
 
 @pytest.mark.slow
