@@ -151,9 +151,16 @@ def load_run_info(workdir: str) -> dict:
 
 def load_encoder(workdir: str, step: Optional[int] = None,
                  batch_size: int = 256) -> Callable[[np.ndarray], np.ndarray]:
-  """``embed(images) -> features`` for the encoder saved in ``workdir``."""
-  config, network, variables, _ = load_variables(workdir, step)
-  apply = jax.jit(lambda v, x: embed_outputs(network)(v, x)["features"])
+  """``embed(images) -> features`` for the encoder saved in ``workdir``: a pretraining
+  workdir, or a folder :func:`export_weights` wrote (its ``model_card.json`` and a
+  torchvision or timm file)."""
+  if (os.path.exists(os.path.join(workdir, MODEL_CARD))
+      and not os.path.exists(os.path.join(workdir, "config.json"))):
+    config, features, variables = _exported_encoder(workdir)
+  else:
+    config, network, variables, _ = load_variables(workdir, step)
+    features = lambda v, x: embed_outputs(network)(v, x)["features"]
+  apply = jax.jit(features)
 
   def embed(images) -> np.ndarray:
     images = np.asarray(images, np.float32)
@@ -165,6 +172,36 @@ def load_encoder(workdir: str, step: Optional[int] = None,
     return np.concatenate(out).astype(np.float32)
   embed.config = config
   return embed
+
+
+def _exported_encoder(folder: str):
+  """``(config, features(variables, images), variables)`` of an export folder: the
+  encoder rebuilt from the model card's config, its weights from the card's torchvision or
+  timm file."""
+  from mssl import models
+  from mssl.models.vit import VIT_SIZES
+  from mssl.steps.common import standardize
+  from mssl.steps.two_view import build_encoder
+  card = workdir_lib.read_json(os.path.join(folder, MODEL_CARD))
+  config = ml_collections.ConfigDict(card["config"])
+  files = card.get("files", {})
+  masked = config.get("objective") in losses.MASKED_IMAGE
+  if "torchvision" in files:
+    variables = from_torchvision(os.path.join(folder, files["torchvision"]))
+  elif "timm" in files:
+    heads = VIT_SIZES[config.model.name[len("vit_"):]][2]
+    variables = {"params": from_timm(os.path.join(folder, files["timm"]), heads,
+                                     learned_pos=not masked)}
+  else:
+    raise FileNotFoundError(f"{folder}/{MODEL_CARD} lists no torchvision or timm file "
+                            f"(it lists {sorted(files)}; detectron2's pickle is not read "
+                            "back).")
+  if masked:  # the MAE encoder: a ViT with the fixed sin-cos table
+    encoder = models.vit(config.model.name[len("vit_"):], patch_size=config.model.patch_size,
+                         image_size=config.data.image_size, pos_embedding="sincos")
+  else:
+    encoder = build_encoder(config.model, config.data.image_size)
+  return config, lambda v, x: encoder.apply(v, standardize(x), train=False), variables
 
 
 def export_weights(workdir: str, format: str, out: str, step: Optional[int] = None) -> dict:

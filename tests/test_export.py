@@ -191,6 +191,9 @@ def test_timm_export_of_a_masked_image_encoder_writes_its_sincos_table(pretraine
   got = timm_vit(load_file(out), _standardized_nchw(images), patch=kwargs["patch_size"],
                  num_heads=kwargs["num_heads"])
   np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-4)
+  # The export folder loads as the workdir does (its model card and the timm file).
+  np.testing.assert_allclose(export.load_encoder(str(tmp_path))(images), want, rtol=1e-5,
+                             atol=1e-5)
 
 
 def test_detectron2_export_uses_mocos_names_and_a_model_card_describes_the_folder(tmp_path):
@@ -268,3 +271,16 @@ def test_init_from_puts_exported_weights_into_the_encoder_and_checks_them(tmp_pa
   assert "config.init_from='/nope.safetensors' is not a file" in problems("/nope.safetensors")
   assert ("holds a torchvision state dict; config.model.name='vit_micro' starts from a "
           "timm one") in problems(path, name="vit_micro", patch_size=4)
+
+
+@pytest.mark.parametrize("model,format", [({"name": "resnet18"}, "torchvision"),
+                                          (None, "timm")])
+def test_load_encoder_reads_an_export_folder_as_it_reads_the_workdir(tmp_path, model,
+                                                                     format):
+  pretraining_workdir(tmp_path / "run", model=model)
+  export.export_weights(str(tmp_path / "run"), format, str(tmp_path / "out" / "w.safetensors"))
+  images = np.random.default_rng(3).random((4, 16, 16, 3)).astype(np.float32)
+  want = export.load_encoder(str(tmp_path / "run"))(images)
+  from_folder = export.load_encoder(str(tmp_path / "out"))
+  np.testing.assert_allclose(from_folder(images), want, rtol=1e-5, atol=1e-5)
+  assert from_folder.config.objective == "simclr"
