@@ -9,8 +9,10 @@ statistic at random, exports it (:mod:`mssl.models.convert`, through safetensors
 ``python -m mssl.export`` does), loads it with ``load_state_dict(strict=True)`` into the
 library's model, and compares the features on random images with mssl's (eval mode);
 then the other way: a model initialised by the library, saved with
-``safetensors.torch``, read by ``mssl.export.from_torchvision`` / ``from_timm``. Writes
-the largest absolute differences as JSON.
+``safetensors.torch``, read by ``mssl.export.from_torchvision`` / ``from_timm``.
+``--workdir DIR`` adds a trained ResNet workdir, exported as ``python -m mssl.export`` does
+(another base width is built from torchvision's own blocks). Writes the largest absolute
+differences as JSON.
 """
 
 from __future__ import annotations
@@ -40,15 +42,50 @@ def moved(tree, rng, positive=False):
   return jax.tree_util.tree_map(move, tree)
 
 
-def torchvision_model(name, stem):
+def torchvision_model(name, stem, width=64):
+  """torchvision's ResNet, with a CIFAR stem and another base width where asked (rebuilt
+  from torchvision's own blocks: its constructors fix the width at 64)."""
   import torch
   import torchvision
+  from torchvision.models import resnet
   model = getattr(torchvision.models, name)()
   model.fc = torch.nn.Identity()
+  if width != 64:
+    block = resnet.Bottleneck if name == "resnet50" else resnet.BasicBlock
+    sizes = (3, 4, 6, 3) if name == "resnet50" else (2, 2, 2, 2)
+    model.inplanes = width
+    model.conv1 = torch.nn.Conv2d(3, width, 7, 2, 3, bias=False)
+    model.bn1 = torch.nn.BatchNorm2d(width)
+    for i, count in enumerate(sizes):
+      setattr(model, f"layer{i + 1}", model._make_layer(block, width * 2 ** i, count,
+                                                         stride=1 if i == 0 else 2))
   if stem == "cifar":
-    model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    model.conv1 = torch.nn.Conv2d(3, width, 3, 1, 1, bias=False)
     model.maxpool = torch.nn.Identity()
   return model.eval()
+
+
+def check_workdir(workdir, rng, folder) -> dict:
+  """A trained workdir's ResNet encoder, exported as ``python -m mssl.export`` does and
+  loaded into torchvision, against ``mssl.export.load_encoder``'s features."""
+  import torch
+  from safetensors.torch import load_file
+  from mssl.steps.common import standardize
+  path = os.path.join(folder, "workdir.safetensors")
+  meta = export.export_weights(workdir, "torchvision", path)
+  model = torchvision_model(meta["architecture"].rsplit(".", 1)[1], meta["stem"],
+                            int(meta["width"]))
+  model.load_state_dict(load_file(path), strict=True)
+  embed = export.load_encoder(workdir)
+  size = int(embed.config.data.image_size)
+  images = rng.random((8, size, size, 3)).astype(np.float32)
+  want = embed(images)
+  nchw = np.transpose(np.asarray(standardize(images), np.float32), (0, 3, 1, 2)).copy()
+  with torch.no_grad():
+    got = model(torch.from_numpy(nchw)).numpy()
+  return {"encoder": f"{workdir} (step {meta['step']}, width {meta['width']})",
+          "image_size": size, "export_max_abs_diff": float(np.abs(got - want).max()),
+          "feature_scale": float(np.abs(want).max()), "import_max_abs_diff": None}
 
 
 def check_resnet(name, stem, size, rng, folder) -> dict:
@@ -119,6 +156,8 @@ def check_vit(timm_name, width, depth, heads, mlp, rng, folder) -> dict:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--out", default=None, help="JSON file to write")
+  parser.add_argument("--workdir", action="append", default=[],
+                      help="also a trained ResNet workdir (repeatable)")
   args = parser.parse_args(argv)
   import timm
   import torch
@@ -130,6 +169,7 @@ def main(argv=None) -> int:
             check_resnet("resnet50", "imagenet", 64, rng, folder),
             check_vit("vit_tiny_patch16_224", 192, 12, 3, 768, rng, folder),
             check_vit("vit_small_patch16_224", 384, 12, 6, 1536, rng, folder)]
+    rows += [check_workdir(w, rng, folder) for w in args.workdir]
   for row in rows:  # relative to the largest feature (random BN statistics make them big)
     row["export_max_rel_diff"] = row["export_max_abs_diff"] / row["feature_scale"]
   common.print_table(rows, ["encoder", "image_size", "export_max_abs_diff",
