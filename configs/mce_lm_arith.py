@@ -14,8 +14,8 @@ on held-out problems (``eval/exact_match``), and checkpoints and resumes like ev
 Arguments: ``ce`` (w = 0, the baseline), ``w=<float>`` (MCE's weight; default 1.0, chosen
 before any run), ``steps=<int>``, ``runlocal`` (6 steps on 512 problems, for tests). ``w``
 and ``mu`` were not tuned on the held-out problems. The default, 1,500 steps of batch 32
-with the nano model, takes about 6 minutes on 2 CPU cores
-(``benchmarks/language_model.py`` runs both arms over 3 seeds).
+with the nano model, took 9 minutes on 2 CPU cores shared with other jobs (less on a quiet
+machine); ``benchmarks/language_model.py`` runs both arms over 3 seeds.
 """
 
 import ml_collections
