@@ -46,8 +46,8 @@ def test_value_matches_the_v_by_v_reference(x64, mu):
 def test_gradient_matches_the_reference_by_central_differences(x64):
   logits, targets, mask = problem(seed=1, batch=2, length=4, vocab=7)
   mu = 0.05
-  grad = np.asarray(jax.grad(lambda x: language.matrix_cross_entropy(
-      x, targets, mask, mu=mu))(jnp.asarray(logits)))
+  grad = np.asarray(jax.jit(jax.grad(lambda x: language.matrix_cross_entropy(
+      x, targets, mask, mu=mu)))(jnp.asarray(logits)))
   eps = 1e-6
   numeric = np.zeros_like(logits)
   for index in np.ndindex(logits.shape):
@@ -69,8 +69,8 @@ def test_gradient_is_finite_and_exact_at_repeated_predictions(x64):
   logits = np.tile(row, (5, 1))
   targets = np.array([0, 1, 1, 3, 0])
   mask = np.ones(5, bool)
-  grad = np.asarray(jax.grad(lambda x: language.matrix_cross_entropy(
-      x, targets, mask, mu=0.1))(jnp.asarray(logits)))
+  grad = np.asarray(jax.jit(jax.grad(lambda x: language.matrix_cross_entropy(
+      x, targets, mask, mu=0.1)))(jnp.asarray(logits)))
   assert np.all(np.isfinite(grad))
   eps = 1e-6
   direction = rng.standard_normal(logits.shape)
@@ -91,7 +91,8 @@ def test_invariant_to_the_order_of_positions(x64):
 
 def test_padding_changes_nothing(x64):
   logits, targets, mask = problem(seed=4)
-  loss, aux = language.lm_loss(logits, targets, mask, w=0.5, mu=0.01)
+  loss_of = jax.jit(lambda x, t, m: language.lm_loss(x, t, m, w=0.5, mu=0.01))
+  loss, aux = loss_of(logits, targets, mask)
   # Different values at padded positions, and more padding appended.
   rng = np.random.default_rng(9)
   noisy = np.where(mask[..., None], logits, 50 * rng.standard_normal(logits.shape))
@@ -99,11 +100,11 @@ def test_padding_changes_nothing(x64):
   padded = np.concatenate([noisy, rng.standard_normal((3, 4, 11))], axis=1)
   padded_targets = np.concatenate([other_targets, np.zeros((3, 4), int)], axis=1)
   padded_mask = np.concatenate([mask, np.zeros((3, 4), bool)], axis=1)
-  loss2, aux2 = language.lm_loss(padded, padded_targets, padded_mask, w=0.5, mu=0.01)
+  loss2, aux2 = loss_of(padded, padded_targets, padded_mask)
   np.testing.assert_allclose(float(loss2), float(loss), rtol=1e-12)
   np.testing.assert_allclose(float(aux2["mce"]), float(aux["mce"]), rtol=1e-12)
-  grad = jax.grad(lambda x: language.lm_loss(x, padded_targets, padded_mask, w=0.5,
-                                             mu=0.01)[0])(jnp.asarray(padded))
+  grad = jax.jit(jax.grad(lambda x: loss_of(x, padded_targets, padded_mask)[0]))(
+      jnp.asarray(padded))
   assert np.all(np.asarray(grad)[~padded_mask] == 0)
 
 
@@ -147,11 +148,12 @@ def test_mce_is_smallest_when_predictions_match_the_targets():
 def test_bf16_logits_are_computed_in_float32():
   logits, targets, mask = problem(seed=6, vocab=13)
   low = jnp.asarray(logits, jnp.bfloat16)
-  got = language.matrix_cross_entropy(low, targets, mask, mu=0.01)
+  got = jax.jit(lambda x: language.matrix_cross_entropy(x, targets, mask, mu=0.01))(low)
   assert got.dtype == jnp.float32
   want = reference_mce(np.asarray(low.astype(jnp.float32)), targets, mask, 0.01)
   np.testing.assert_allclose(float(got), want, rtol=1e-5)
-  grad = jax.grad(lambda x: language.lm_loss(x, targets, mask, w=1.0, mu=0.01)[0])(low)
+  grad = jax.jit(jax.grad(lambda x: language.lm_loss(x, targets, mask, w=1.0,
+                                                     mu=0.01)[0]))(low)
   assert grad.dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(grad)))
 
 
