@@ -57,7 +57,8 @@ TWO_VIEW_MARGIN = 0.10   # pretrained - random init, on both the linear probe an
 FINETUNE_MARGIN = 0.05   # fine-tune from pretrained - fine-tune from random init
 # Why an objective misses the bar, where it does (measured; shown in the table).
 SHORTFALLS: dict[str, str] = {
-    "byol": "collapses at this budget without a uniformity term (docs/learning.md)",
+    "byol": "no collapse with its SGD recipe (feature effective rank 12 of 64) but no "
+            "better than random init at this budget; LARS collapsed (docs/learning.md)",
     "simsiam": "collapses at this budget (projection effective rank 3-9 of 256) under "
                "three recipes (docs/learning.md)",
     "spectral_contrastive": "no collapse (feature effective rank 25 of 64) but no shape "
