@@ -141,6 +141,18 @@ def replace_readme_block(begin: str, end: str, block: str,
   readme.write_text(f"{head}{begin}\n{block}{end}{tail}")
 
 
+def write_table_block(begin: str, end: str, text: str, machine: str, script: str,
+                      source: str, units: str = "", readme: pathlib.Path = ROOT / "README.md"
+                      ) -> None:
+  """A results table as the README's block between ``begin`` and ``end``, with the
+  machine, the date and the command that rewrites it."""
+  import datetime
+  replace_readme_block(begin, end, (
+      f"{text}\nMachine: {machine}; written {datetime.date.today().isoformat()}. "
+      f"{units}Mean [min, max] over the seeds; written by `python {script} --table-only "
+      f"--readme` from `{source}`.\n"), readme)
+
+
 def mean_range(values) -> tuple:
   """``(mean, min, max)`` of a non-empty list."""
   values = list(values)

@@ -21,7 +21,6 @@ seeds, and the paired difference (CE + MCE minus CE, seed by seed), whatever its
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import pathlib
@@ -111,11 +110,9 @@ def markdown(table: dict) -> str:
 
 
 def write_readme(table: dict, readme: pathlib.Path = ROOT / "README.md") -> None:
-  common.replace_readme_block(README_BEGIN, README_END, (
-      f"{markdown(table)}\nMachine: {table['machine']}; written "
-      f"{datetime.date.today().isoformat()}. Mean [min, max] over the seeds; written by "
-      "`python benchmarks/language_model.py --table-only --readme` from "
-      "`benchmarks/results/language_model_cpu.json`.\n"), readme)
+  common.write_table_block(README_BEGIN, README_END, markdown(table), table["machine"],
+                           "benchmarks/language_model.py",
+                           "benchmarks/results/language_model_cpu.json", readme=readme)
 
 
 def main(argv=None) -> int:

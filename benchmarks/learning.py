@@ -32,7 +32,6 @@ The runs use XLA's default CPU optimisation (no test flags) and the machine's co
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import pathlib
@@ -219,11 +218,9 @@ README_END = "<!-- end of learning table -->"
 
 def write_readme(table: dict, readme: pathlib.Path = ROOT / "README.md") -> None:
   """Replaces the README's block between the two markers with the table."""
-  common.replace_readme_block(README_BEGIN, README_END, (
-      f"{markdown(table)}\nMachine: {table['machine']}; written "
-      f"{datetime.date.today().isoformat()}. Accuracies in "
-      "%, mean [min, max] over the seeds; written by `python benchmarks/learning.py"
-      " --table-only --readme` from `benchmarks/results/learning_cpu.json`.\n"), readme)
+  common.write_table_block(README_BEGIN, README_END, markdown(table), table["machine"],
+                           "benchmarks/learning.py", "benchmarks/results/learning_cpu.json",
+                           units="Accuracies in %. ", readme=readme)
 
 
 def main(argv=None) -> int:
