@@ -250,10 +250,12 @@ def write_model_card(workdir: str, config, step: int, folder: str, files: dict) 
   objective and its loss block, the steps, the data, the final results (linear probe /
   kNN beside random init and raw pixels, where the run measured them), the mssl version,
   the whole config, and the files exported into the folder (merged with those of earlier
-  exports there)."""
+  exports of the same run and checkpoint there; another run's card is replaced)."""
   from importlib import metadata as package_metadata
   path = os.path.join(folder, MODEL_CARD)
   card = workdir_lib.read_json(path) or {}
+  if card.get("workdir") != os.path.abspath(workdir) or card.get("step") != int(step):
+    card = {}  # the folder held another run's (or checkpoint's) export: a new card
   try:
     version = package_metadata.version("mssl")
   except package_metadata.PackageNotFoundError:

@@ -230,6 +230,11 @@ def test_detectron2_export_uses_mocos_names_and_a_model_card_describes_the_folde
       "simclr_r18_cifar", "runlocal").loss)
   assert card["config"]["model"]["stem"] == "imagenet" and card["mssl_version"]
   pretraining_workdir(tmp_path / "cifar", model={"name": "resnet18"})  # CIFAR stem
+  export.export_weights(str(tmp_path / "cifar"), "torchvision",
+                        str(tmp_path / "export" / "r18.safetensors"))
+  card = json.loads((tmp_path / "export" / "model_card.json").read_text())
+  assert card["files"] == {"torchvision": "r18.safetensors"}  # another run: a new card
+  assert card["architecture"]["name"] == "resnet18"
   with pytest.raises(export.ExportError, match="detectron2's ResNets have the ImageNet "
                                                "stem"):
     export.export_weights(str(tmp_path / "cifar"), "detectron2", str(tmp_path / "x.pkl"))
