@@ -149,7 +149,6 @@ def test_timm_export_of_a_two_view_vit_gives_its_features_and_reads_back(tmp_pat
   """--format=timm on a ViT workdir: the exported tensors, run the way timm runs them
   (tests/models/reference.py), give ``load_encoder``'s features; ``from_timm`` reads them
   back exactly; the metadata holds timm's constructor arguments."""
-  from safetensors import safe_open
   from helpers import flat
   from models.reference import timm_vit
   pretraining_workdir(tmp_path / "run")  # vit_micro, patch 4, 16 px, learned positions

@@ -30,7 +30,6 @@ upcast before the softmax).
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import jax
 import jax.numpy as jnp

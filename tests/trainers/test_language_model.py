@@ -4,7 +4,6 @@ parameters of an uninterrupted run."""
 
 import json
 
-import jax
 import numpy as np
 import pytest
 
