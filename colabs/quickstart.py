@@ -38,6 +38,7 @@ if SMOKE:  # a few seconds: tiny eval splits and probe
   config.data.eval_split, config.data.knn_split = "test[:256]", "train[:256]"
   config.eval.probe_epochs, config.eval.batch_size = 2, 128
   config.batch_size, config.log_every = 64, 2
+  config.eval.embedding_plot = "pca"  # t-SNE of the eval points takes longer than this
 results = train.train_and_evaluate(config, WORKDIR)
 print({k: round(v, 4) for k, v in results.items() if isinstance(v, float)})
 
