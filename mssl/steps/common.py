@@ -1,5 +1,5 @@
-"""What every step shares: the input standardisation, the gradient norm and the test for
-the steps whose metrics the loop writes."""
+"""What every step shares: the input standardisation, the update, the gradient norm and
+the test for the steps whose metrics the loop writes."""
 
 from __future__ import annotations
 
@@ -22,6 +22,18 @@ def standardize(images):
 def global_norm(tree):
   norm = getattr(getattr(optax, "tree", None), "norm", None)  # optax >= 0.2.5
   return norm(tree) if norm is not None else optax.global_norm(tree)
+
+
+def apply_gradients(state: dict, grads, tx, schedule, **replaced) -> tuple[dict, dict]:
+  """The update every step makes, written once: ``tx`` on ``grads`` (from
+  ``state["params"]`` and ``state["opt_state"]``), the step counted, and the metrics each
+  step logs (the learning rate of the step just taken, the gradient norm). ``replaced``:
+  other state fields the step computed (e.g. ``batch_stats``). Returns ``(new state,
+  metrics)``."""
+  updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+  new_state = dict(state, **replaced, step=state["step"] + 1,
+                   params=optax.apply_updates(state["params"], updates), opt_state=opt_state)
+  return new_state, {"learning_rate": schedule(state["step"]), "grad_norm": global_norm(grads)}
 
 
 def logging_step(step, log_every: int, total_steps: Optional[int] = None):

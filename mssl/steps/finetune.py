@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import optax
 
 from mssl import losses, models, optim
-from mssl.steps.common import global_norm, standardize
+from mssl.steps.common import apply_gradients, standardize
 
 NO_DECAY = ("cls", "pos_embedding")
 
@@ -136,12 +136,9 @@ def make_train_step(config, classifier: Classifier, tx, schedule, num_classes: i
                                 mix_prob=f.mix_prob, switch_prob=f.switch_prob)
     (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state["params"], images, targets, drop_key)
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    new_state = dict(state, step=state["step"] + 1,
-                     params=optax.apply_updates(state["params"], updates),
-                     opt_state=opt_state)
+    new_state, update_metrics = apply_gradients(state, grads, tx, schedule)
     metrics = {"loss": loss, "train_accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
-               "learning_rate": schedule(state["step"]), "grad_norm": global_norm(grads)}
+               **update_metrics}
     return new_state, metrics
 
   return train_step

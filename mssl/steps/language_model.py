@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from mssl.losses import language
-from mssl.steps.common import global_norm
+from mssl.steps.common import apply_gradients
 
 
 def answer_slice(tokens, mask, prompt_length: int):
@@ -45,13 +44,9 @@ def make_train_step(config, model, tx, schedule, *, prompt_length: int):
                             prompt_length=prompt_length, w=w, mu=mu)
 
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    new_state = dict(state, step=state["step"] + 1,
-                     params=optax.apply_updates(state["params"], updates),
-                     opt_state=opt_state)
+    new_state, update_metrics = apply_gradients(state, grads, tx, schedule)
     metrics = {"loss": loss, "loss/ce": aux["ce"], "loss/mce": aux["mce"],
-               "train_token_accuracy": aux["token_accuracy"],
-               "learning_rate": schedule(state["step"]), "grad_norm": global_norm(grads)}
+               "train_token_accuracy": aux["token_accuracy"], **update_metrics}
     return new_state, metrics
 
   return train_step

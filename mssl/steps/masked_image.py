@@ -30,10 +30,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from mssl import losses, matrix, models, optim
-from mssl.steps.common import (IMAGE_MEAN, IMAGE_STD, global_norm, logging_step,
+from mssl.steps.common import (IMAGE_MEAN, IMAGE_STD, apply_gradients, logging_step,
                                nan_scalar_like, standardize)
 from mssl.models.mae import MAEOutput
 
@@ -121,15 +120,11 @@ def make_train_step(config, network: MaskedImageNetwork, tx, schedule,
     key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
     (loss, (aux, cls)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state["params"], batch["views"][0], key)
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    new_state = dict(state, step=state["step"] + 1,
-                     params=optax.apply_updates(state["params"], updates),
-                     opt_state=opt_state)
+    new_state, update_metrics = apply_gradients(state, grads, tx, schedule)
     rank = jax.lax.cond(logging_step(state["step"], config.log_every, total_steps),
                         matrix.effective_rank, nan_scalar_like, cls)
     metrics = {"loss": loss, **{f"loss/{k}": v for k, v in aux.items()},
-               "effective_rank_cls": rank, "learning_rate": schedule(state["step"]),
-               "grad_norm": global_norm(grads)}
+               "effective_rank_cls": rank, **update_metrics}
     return new_state, metrics
 
   return train_step

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import optax
 
 from mssl import losses, models, optim
-from mssl.steps.common import global_norm, standardize
+from mssl.steps.common import apply_gradients, standardize
 
 CLASSIFIER = "online_classifier"
 
@@ -193,12 +193,10 @@ def make_train_step(config, network: SSLNetwork, tx, schedule, total_steps: int,
     views = batch["views"][: config.data.num_views]
     (_, (batch_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state["params"], state, views, batch["label"])
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    new_state = dict(state, step=state["step"] + 1, params=params, batch_stats=batch_stats,
-                     opt_state=opt_state)
-    metrics.update({"learning_rate": schedule(state["step"]),
-                    "grad_norm": global_norm(grads)})
+    new_state, update_metrics = apply_gradients(state, grads, tx, schedule,
+                                                batch_stats=batch_stats)
+    params = new_state["params"]
+    metrics.update(update_metrics)
     if ema_teacher:  # the teacher follows the student (cosine momentum base -> 1)
       momentum = optim.ema_momentum(state["step"], base=config.ema.base,
                                     total_steps=total_steps)
