@@ -68,9 +68,8 @@ import numpy as np  # noqa: E402
 import common  # noqa: E402
 import flops  # noqa: E402
 from mssl import loop, sharding  # noqa: E402
-from mssl.steps import masked_image, two_view  # noqa: E402
+from mssl.steps import family, masked_image, two_view  # noqa: E402
 
-MASKED_IMAGE = ("mmae", "umae", "mae")
 
 
 def load_config(spec: str):
@@ -102,20 +101,13 @@ def apply_overrides(config, overrides):
 
 
 def build(config, num_classes: int, total_steps: int, steps_per_epoch: int):
-  """``(state, train_step)`` as the config's trainer builds them."""
-  size = config.data.image_size
-  if config.objective in MASKED_IMAGE:
-    network = masked_image.build_network(config)
-    tx, schedule = masked_image.make_optimizer(config, total_steps, steps_per_epoch)
-    state = jax.jit(lambda: masked_image.create_state(
-        masked_image.init_params(network, size, config.seed), tx, config.seed))()
-    return state, masked_image.make_train_step(config, network, tx, schedule)
-  network = two_view.build_network(config, num_classes)
-  tx, schedule = two_view.make_optimizer(config, total_steps, steps_per_epoch)
-  state = jax.jit(lambda: two_view.create_state(
-      two_view.init_variables(network, size, config.seed), tx, config.seed,
-      ema_teacher=two_view.has_ema_teacher(config)))()
-  return state, two_view.make_train_step(config, network, tx, schedule, total_steps,
+  """``(state, train_step)`` as the pretraining trainer builds them (its family's)."""
+  steps = family.family_of(config)
+  network = steps.build_network(config, num_classes)
+  tx, schedule = steps.make_optimizer(config, total_steps, steps_per_epoch)
+  state = jax.jit(lambda: steps.initial_state(
+      steps.init_variables(network, config.data.image_size, config.seed), tx, config))()
+  return state, steps.make_train_step(config, network, tx, schedule, total_steps,
                                       steps_per_epoch)
 
 
@@ -125,7 +117,7 @@ def count_flops(config, state, batch, num_classes: int, steps_per_epoch: int):
   counter sees (cuDNN's fused attention is one opaque call with the same FLOPs)."""
   config = config.copy_and_resolve_references()
   config.model.attention = "xla"
-  if config.objective in MASKED_IMAGE:
+  if family.family_name(config.objective) == "masked_image":
     make_loss = getattr(masked_image, "make_loss_fn", None)
     if make_loss is None:
       return None

@@ -29,8 +29,9 @@ class Evaluator:
   ``apply(variables, images)`` (the features function) returns a dict of per-example
   outputs in evaluation mode: ``features`` (always; what kNN and the probes use), and
   optionally ``projection`` (its spectrum is plotted) and ``logits`` (accuracy reported as
-  ``logits_metric``). Calling the evaluator on a train state gives the periodic metrics;
-  :func:`offline_probe` trains the final linear probe on the same features.
+  ``logits_metric``). Calling the evaluator on a train state gives the periodic metrics
+  (a dict), :meth:`spectrum` the last evaluation's spectrum; :func:`offline_probe` trains
+  the final linear probe on the same features.
   """
   config: ml_collections.ConfigDict
   mesh: Any
@@ -62,6 +63,8 @@ class Evaluator:
     self.eval_data = make(c.data.eval_split)
     self.knn_data = make(c.data.knn_split) if self.knn else None
 
+    self.last_features = None  # (features, labels) of the last evaluation's subsample
+    self._spectrum = None
     self._apply = jax.jit(self.apply, in_shardings=(sharding.replicated(self.mesh),
                                                sharding.batch_sharded(self.mesh)))
 
@@ -86,8 +89,10 @@ class Evaluator:
       collected.setdefault("label", []).append(np.asarray(host["meta"]["label"])[valid])
     return {k: np.concatenate(v) for k, v in collected.items()}
 
-  def __call__(self, state) -> tuple[dict, np.ndarray]:
-    """``(metrics, spectrum of the projection, or of the features without one)``."""
+  def __call__(self, state) -> dict:
+    """The periodic metrics of ``state``'s network (a train state, or its variables). The
+    spectrum of this evaluation's embedding is kept for :meth:`spectrum`, a subsample of
+    its features for :attr:`last_features`."""
     variables = {"params": state["params"], "batch_stats": state.get("batch_stats", {})}
     out = self.outputs(variables, self.eval_data)
     labels = out["label"]
@@ -110,7 +115,13 @@ class Evaluator:
     points = self.config.eval.get("embedding_points", 2000)
     keep = np.flatnonzero(labelled)[:points]
     self.last_features = (out["features"][keep], labels[keep])
-    return metrics, np.asarray(matrix.embedding_spectrum(jnp.asarray(embedding)))
+    self._spectrum = np.asarray(matrix.embedding_spectrum(jnp.asarray(embedding)))
+    return metrics
+
+  def spectrum(self):
+    """The eigenvalue spectrum of the last evaluation's embedding (the projection, or the
+    features of a network without one), or None before the first evaluation."""
+    return self._spectrum
 
 
 def offline_probe(evaluator: Evaluator, variables, pixels: bool = False) -> dict:

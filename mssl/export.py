@@ -40,9 +40,10 @@ import ml_collections
 import numpy as np
 
 from mssl import checkpoint as ckpt_lib
-from mssl import losses
 from mssl import workdir as workdir_lib
 from mssl.models import convert
+from mssl.steps import family
+from mssl.steps.common import embed_outputs
 
 # format -> what it exports
 FORMATS = {"torchvision": "ResNet-18 / ResNet-50 encoders -> torchvision.models.resnet18 / "
@@ -80,19 +81,13 @@ def downstream_data(config):
 
 def _abstract_variables(config, num_classes: int):
   """``(network, abstract variables)`` of the encoder a run with ``config`` trained: the
-  network definition from its step module, the shapes from tracing its initialiser (no
-  optimiser, no train state, nothing computed)."""
-  if config.objective in losses.MASKED_IMAGE:
-    from mssl.steps import masked_image
-    network = masked_image.build_network(config)
-    params = jax.eval_shape(lambda: masked_image.init_params(network, config.data.image_size,
-                                                             config.seed))
-    return network, {"params": params}
-  from mssl.steps import two_view
-  network = two_view.build_network(config, num_classes)
-  variables = jax.eval_shape(lambda: two_view.init_variables(network, config.data.image_size,
-                                                             config.seed))
-  return network, {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+  network definition from its family's step module, the shapes from tracing its
+  initialiser (no optimiser, no train state, nothing computed)."""
+  steps = family.family_of(config)
+  network = steps.build_network(config, num_classes)
+  variables = jax.eval_shape(lambda: steps.init_variables(network, config.data.image_size,
+                                                          config.seed))
+  return network, steps.encoder_variables(variables)
 
 
 def load_variables(workdir: str, step: Optional[int] = None):
@@ -126,18 +121,7 @@ def load_encoder_params(workdir: str, step: Optional[int] = None):
   """``(ViT encoder parameters, step)`` of a run whose encoder is a ViT: the MAE's encoder
   of a masked-image run, or ``params["encoder"]`` of a two-view run."""
   config, _, variables, step = load_variables(workdir, step)
-  params = variables["params"]
-  return (params["mae"]["encoder"] if config.objective in losses.MASKED_IMAGE
-          else params["encoder"]), step
-
-
-def embed_outputs(network):
-  """``apply(variables, images) -> {"features": ...}`` for the evaluators."""
-  def apply(variables, images):
-    if not variables.get("batch_stats"):
-      variables = {"params": variables["params"]}
-    return {"features": network.apply(variables, images, method=network.embed)}
-  return apply
+  return family.family_of(config).encoder_params(variables["params"]), step
 
 
 def load_run_info(workdir: str) -> dict:
@@ -178,27 +162,25 @@ def _exported_encoder(folder: str):
   """``(config, features(variables, images), variables)`` of an export folder: the
   encoder rebuilt from the model card's config, its weights from the card's torchvision or
   timm file."""
-  from mssl import models
   from mssl.models.vit import VIT_SIZES
   from mssl.steps.common import standardize
   from mssl.steps.two_view import build_encoder
   card = workdir_lib.read_json(os.path.join(folder, MODEL_CARD))
   config = ml_collections.ConfigDict(card["config"])
   files = card.get("files", {})
-  masked = config.get("objective") in losses.MASKED_IMAGE
+  sincos = family.family_of(config).POS_EMBEDDING == "sincos"
   if "torchvision" in files:
     variables = from_torchvision(os.path.join(folder, files["torchvision"]))
   elif "timm" in files:
     heads = VIT_SIZES[config.model.name[len("vit_"):]][2]
     variables = {"params": from_timm(os.path.join(folder, files["timm"]), heads,
-                                     learned_pos=not masked)}
+                                     learned_pos=not sincos)}
   else:
     raise FileNotFoundError(f"{folder}/{MODEL_CARD} lists no torchvision or timm file "
                             f"(it lists {sorted(files)}; detectron2's pickle is not read "
                             "back).")
-  if masked:  # the MAE encoder: a ViT with the fixed sin-cos table
-    encoder = models.vit(config.model.name[len("vit_"):], patch_size=config.model.patch_size,
-                         image_size=config.data.image_size, pos_embedding="sincos")
+  if sincos:  # the MAE encoder: a ViT with the fixed sin-cos table
+    encoder = family.vit_encoder(config)
   else:
     encoder = build_encoder(config.model, config.data.image_size)
   return config, lambda v, x: encoder.apply(v, standardize(x), train=False), variables
@@ -312,10 +294,10 @@ def _timm_weights(config, variables, workdir):
   size = encoder[len("vit_"):]
   width, depth, heads, mlp_dim = VIT_SIZES[size]
   patch, image = int(config.model.patch_size), int(config.data.image_size)
-  masked = config.objective in losses.MASKED_IMAGE
-  params = jax.device_get(variables["params"]["mae"]["encoder"] if masked
-                          else variables["params"]["encoder"])
-  table = sincos_with_cls(image // patch, width) if masked else None
+  steps = family.family_of(config)
+  sincos = steps.POS_EMBEDDING == "sincos"
+  params = jax.device_get(steps.encoder_params(variables["params"]))
+  table = sincos_with_cls(image // patch, width) if sincos else None
   tensors = convert.vit_to_timm(params, pos_embed=table)
   kwargs = dict(img_size=image, patch_size=patch, embed_dim=width, depth=depth,
                 num_heads=heads, mlp_ratio=mlp_dim / width, num_classes=0,
@@ -325,7 +307,7 @@ def _timm_weights(config, variables, workdir):
   metadata = {
       "format": "timm", "architecture": "timm.models.vision_transformer.VisionTransformer",
       "kwargs": json.dumps(kwargs), "timm_name": named or "none (build with kwargs)",
-      "pos_embed": "fixed 2-D sin-cos (MAE)" if masked else "learned",
+      "pos_embed": "fixed 2-D sin-cos (MAE)" if sincos else "learned",
       "input": "NCHW float32 images standardised with ImageNet's mean and std"}
   return tensors, metadata
 

@@ -12,8 +12,8 @@ hands the run to its trainer, the only place where a kind of run is chosen:
 ``config.mode="linear_eval"``   :mod:`mssl.trainers.linear_eval`
 ``config.mode="finetune"``      :mod:`mssl.trainers.finetune`
 ``config.mode="language_model"`` :mod:`mssl.trainers.language_model` (CE or CE + MCE)
-a masked-image objective        :mod:`mssl.trainers.masked_image` (mmae, umae, mae)
-any other objective             :mod:`mssl.trainers.two_view`
+``config.mode="pretrain"``      :mod:`mssl.trainers.pretraining` (every objective; its
+                                family, :mod:`mssl.steps.family`, builds the step)
 ==============================  ==========================================
 
 Returns the final metrics (and, with ``config.eval.final``, the offline linear-probe and
@@ -33,18 +33,14 @@ from mssl import validation
 from mssl import workdir as workdir_lib
 
 
-TRAINERS = {"linear_eval": "mssl.trainers.linear_eval", "finetune": "mssl.trainers.finetune",
-            "language_model": "mssl.trainers.language_model",
-            "masked_image": "mssl.trainers.masked_image", "two_view": "mssl.trainers.two_view"}
+TRAINERS = {"pretrain": "mssl.trainers.pretraining", "linear_eval": "mssl.trainers.linear_eval",
+            "finetune": "mssl.trainers.finetune",
+            "language_model": "mssl.trainers.language_model"}
 
 
 def trainer_module(config) -> str:
   """The module of the trainer that runs ``config`` (imported only when it runs)."""
-  if config.mode in ("linear_eval", "finetune", "language_model"):
-    return TRAINERS[config.mode]
-  if config.objective in validation.MASKED_IMAGE:
-    return TRAINERS["masked_image"]
-  return TRAINERS["two_view"]
+  return TRAINERS[config.mode]
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -7,19 +7,16 @@ All problems are collected and reported together in one ``ValueError``.
 
 from __future__ import annotations
 
-import functools
 import os
 
 import jax
-import jax.numpy as jnp
 
 from mssl import data, losses, models, optim
+from mssl.steps import family
 from mssl.models.vit import ATTENTION as VIT_ATTENTION
 
 MODES = ("pretrain", "linear_eval", "finetune", "language_model")
 DTYPES = ("float32", "bfloat16")
-# Objectives of the masked-image trainer (mssl.trainers.masked_image); the rest are two-view.
-MASKED_IMAGE = losses.MASKED_IMAGE
 
 
 class ConfigError(ValueError):
@@ -89,20 +86,20 @@ def _check_embedding_plot(config, check) -> None:
 
 
 def _check_init_from(config, check) -> None:
-  """``config.init_from``: a safetensors state dict of the encoder's family (the shapes
-  are checked against the encoder when it is built)."""
+  """``config.init_from``: a safetensors state dict of the encoder's kind, for a family
+  that starts from one (the shapes are checked against the encoder when it is built)."""
   path = config.get("init_from")
   if not path:
     return
   from mssl import export
+  if not family.family_of(config).INIT_FROM:
+    check(False, f"config.init_from={path!r}: starting from exported weights is supported "
+          f"for two-view objectives; config.objective={config.objective!r} trains a "
+          f"{family.family_name(config.objective).replace('_', '-')} model.")
+    return
   if not os.path.isfile(path):
     check(False, f"config.init_from={path!r} is not a file; it must be a torchvision ResNet "
           "or timm ViT state dict in safetensors (python -m mssl.export writes them).")
-    return
-  if config.objective in MASKED_IMAGE:
-    check(False, f"config.init_from={path!r}: starting from exported weights is supported "
-          f"for two-view objectives; config.objective={config.objective!r} trains a masked "
-          "auto-encoder.")
     return
   try:
     found = export.weights_format(path)
@@ -212,53 +209,6 @@ def _check_domains(config, check) -> None:
           + (f" <= {high:g}" if field == "crop_scale" else "") + ".")
 
 
-def _check_masked_image(config, check) -> None:
-  """The M-MAE / U-MAE / MAE pipeline: a ViT, one view, a mask ratio, known loss keys."""
-  objective = config.objective
-  check(config.model.name.startswith("vit_"),
-        f"config.model.name={config.model.name!r}: objective {objective!r} trains a masked "
-        f"auto-encoder, which needs a ViT; allowed: "
-        f"{', '.join(m for m in models.ENCODERS if m.startswith('vit_'))}.")
-  check(config.data.num_views == 1, f"config.data.num_views={config.data.num_views}: "
-        f"objective {objective!r} is single-branch; set it to 1.")
-  mae = config.get("mae")
-  check(mae is not None, f"config.mae is missing: objective {objective!r} needs the "
-        "masked auto-encoder's settings (mask_ratio, decoder_width, decoder_depth, "
-        "decoder_heads, norm_pix_loss); see configs/mmae_vitb.py.")
-  if mae is not None:
-    check(0.0 <= mae.mask_ratio < 1.0, f"config.mae.mask_ratio={mae.mask_ratio} must be "
-          "in [0, 1).")
-
-
-def _trace_objective(config) -> None:
-  """Traces (no compile, no data) the objective on a tiny batch with ``config.loss``, so
-  whatever the objective itself rejects (a ``logm`` or ``kernel`` choice, ``order=0``)
-  fails here rather than inside the first jitted step."""
-  objective, kwargs = config.objective, losses.loss_kwargs(config.loss)
-  batch, dim = 8, 4
-  x = jax.ShapeDtypeStruct((batch, dim), jnp.float32)
-  if objective in MASKED_IMAGE:
-    tokens = jax.ShapeDtypeStruct((batch, 3, 5), jnp.float32)
-    mask = jax.ShapeDtypeStruct((batch, 3), jnp.float32)
-    fn = functools.partial(losses.masked_image_objective, regularizer=objective, **kwargs)
-    jax.eval_shape(fn, tokens, tokens, mask, x)
-    return
-  spec = losses.spec(objective)
-  context = losses.StepContext(batch_size=batch, embedding_dim=dim, steps_per_epoch=1,
-                               total_steps=1)
-  kwargs, schedules = losses.bind(objective, kwargs, context)
-  kwargs.update({name: schedule(0) for name, schedule in schedules.items()})
-  fn = functools.partial(spec.fn, **kwargs)
-  if spec.inputs == "two_branch":
-    jax.eval_shape(fn, x, x, x, x)
-  elif spec.inputs == "pair":
-    jax.eval_shape(fn, x, x)
-  elif spec.inputs == "multi_view":
-    jax.eval_shape(fn, [x] * max(2, config.data.num_views))
-  else:
-    jax.eval_shape(fn, x)
-
-
 def _check_loss(config, check) -> None:
   """``config.loss`` against the objective: known keys, values in their domains, and
   whatever the objective rejects when traced."""
@@ -270,7 +220,7 @@ def _check_loss(config, check) -> None:
   if problems:
     return
   try:
-    _trace_objective(config)
+    family.family_of(config).trace_objective(config)
   except Exception as error:  # the objective's own message names the argument
     check(False, f"config.loss={losses.loss_kwargs(config.loss)!r} is rejected by objective "
           f"{objective!r}: {type(error).__name__}: {error}")
@@ -307,19 +257,10 @@ def validate(config, *, device_count: int | None = None,
     objective = config.objective
     check(objective in names, f"config.objective={objective!r} is not a registered "
           f"objective; allowed: {', '.join(names)}.")
-    if objective in MASKED_IMAGE:
-      _check_masked_image(config, check)
     if objective in names:
+      family.family_of(config).check_config(config, check)  # the family's own checks
       _check_loss(config, check)
-    if objective in names and objective not in MASKED_IMAGE:
-      spec = losses.spec(objective)
-      check(config.data.num_views >= spec.min_views,
-            f"config.data.num_views={config.data.num_views} is too few for objective "
-            f"{objective!r}; it needs at least {spec.min_views}.")
-      if spec.inputs in ("pair", "two_branch"):
-        check(config.data.num_views == 2,
-              f"config.data.num_views={config.data.num_views}: objective {objective!r} "
-              "takes exactly 2 views (use frossl for more).")
+      _check_init_from(config, check)
     check(0.0 <= config.ema.base <= 1.0, f"config.ema.base={config.ema.base} must be in "
           "[0, 1].")
     _check_optimizer_and_length(config, check)
@@ -350,7 +291,6 @@ def validate(config, *, device_count: int | None = None,
           "crop runs inside the device augmentation).")
     _check_loop(config, check)
     _check_embedding_plot(config, check)
-    _check_init_from(config, check)
     check(config.data.image_size > 0,
           f"config.data.image_size={config.data.image_size} must be a positive number of "
           "pixels.")

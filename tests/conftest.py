@@ -136,7 +136,7 @@ def tiny_output():
 @pytest.fixture(scope="session")
 def pretrained(tfds_dir, tmp_path_factory):
   """Short M-MAE, U-MAE and MAE runs from the same initialisation and data, made once
-  per test run (tests/trainers/test_masked_image.py, tests/trainers/test_finetune.py):
+  per test run (tests/trainers/test_pretraining.py, tests/trainers/test_finetune.py):
   ``{objective: (workdir, results, metrics records)}``. Tests only read the workdirs."""
   from helpers import MASKED_IMAGE_RUNS, masked_config
   from mssl import loop, train, writers

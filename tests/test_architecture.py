@@ -27,7 +27,7 @@ LAYERS = (
     ("steps", ("mssl.steps", "mssl.steps.", "mssl.data.views", "mssl.data.device_augment")),
     ("services", ("mssl.data", "mssl.data.", "mssl.evaluate", "mssl.evaluator",
                   "mssl.checkpoint", "mssl.workdir", "mssl.writers", "mssl.plots",
-                  "mssl.loop", "mssl.pretraining", "mssl.export", "mssl.validation")),
+                  "mssl.loop", "mssl.export", "mssl.validation")),
     ("trainers", ("mssl.trainers", "mssl.trainers.")),
     ("entry", ("mssl", "mssl.train", "mssl.main")),
 )
@@ -149,15 +149,67 @@ def test_the_checks_catch_what_they_are_for():
   """The graph reader sees deferred imports and modules named for ``import_module``, and the checks flag a
   circle and an upward import (so a passing run above means something)."""
   graph = import_graph()
-  assert {"mssl.trainers.two_view", "mssl.trainers.masked_image", "mssl.trainers.finetune",
-          "mssl.trainers.linear_eval"} <= graph["mssl.train"]  # named for import_module
-  assert "mssl.steps.two_view" in graph["mssl.trainers.two_view"]
+  assert {"mssl.trainers.pretraining", "mssl.trainers.finetune", "mssl.trainers.linear_eval",
+          "mssl.trainers.language_model"} <= graph["mssl.train"]  # named for import_module
+  assert {"mssl.steps.two_view", "mssl.steps.masked_image"} <= graph["mssl.steps.family"]
+  assert "mssl.steps.family" in graph["mssl.trainers.pretraining"]
   assert "mssl.steps.two_view" in graph["mssl.export"]  # a deferred import, in a function
   assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
   assert upward_imports({"mssl.matrix": {"mssl.loop"}}) == [("mssl.matrix", "mssl.loop")]
-  assert upward_imports({"mssl.trainers.finetune": {"mssl.trainers.two_view"}}) == [
-      ("mssl.trainers.finetune", "mssl.trainers.two_view")]
+  assert upward_imports({"mssl.trainers.finetune": {"mssl.trainers.pretraining"}}) == [
+      ("mssl.trainers.finetune", "mssl.trainers.pretraining")]
   assert layer_of("mssl.data.views") < layer_of("mssl.data.pipeline")
+
+
+# ------------------------------------------------------------ families -----------------
+def objective_tests(root: pathlib.Path = PACKAGE) -> list[str]:
+  """``file:line`` of every comparison outside ``mssl/steps/`` and ``mssl/losses/`` that
+  tests an objective or a family against a name (a string literal, or a literal
+  collection of them; an augmentation preset called "mae" is no objective), or that reads
+  a list of objective names kept beside the registry: what the objective does is its
+  registry entry's and its family's to say."""
+  from mssl import losses
+  from mssl.steps import family
+  names = set(losses.names()) | set(family.FAMILIES)
+
+  def named(node) -> bool:
+    if isinstance(node, ast.Constant):
+      return node.value in names
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+      return any(named(e) for e in node.elts)
+    return False
+
+  found = []
+  for path in sorted(root.rglob("*.py")):
+    relative = path.relative_to(root)
+    if relative.parts[0] in ("steps", "losses"):
+      continue
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+      if isinstance(node, ast.Compare) and any(named(o) for o in
+                                               (node.left, *node.comparators)) and \
+          any(w in ast.unparse(node) for w in ("objective", "family")):  # not a preset's
+        found.append(f"{relative}:{node.lineno}")
+      elif isinstance(node, (ast.Name, ast.Attribute)) and \
+          getattr(node, "id", getattr(node, "attr", "")) in ("MASKED_IMAGE", "REGULARIZERS"):
+        found.append(f"{relative}:{node.lineno}")
+  return found
+
+
+def test_no_module_outside_the_steps_and_the_registry_tests_an_objective_or_family():
+  assert objective_tests() == []
+
+
+def test_the_objective_check_catches_a_name_test(tmp_path):
+  (tmp_path / "trainers").mkdir()
+  (tmp_path / "steps").mkdir()
+  (tmp_path / "trainers" / "bad.py").write_text(
+      "def f(config):\n"
+      "  if config.objective in ('mmae', 'umae'):\n"
+      "    return 1\n"
+      "  return config.objective == 'byol' or losses.MASKED_IMAGE\n")
+  (tmp_path / "steps" / "fine.py").write_text("x = objective == 'mmae'\n")  # allowed there
+  assert objective_tests(tmp_path) == ["trainers/bad.py:2", "trainers/bad.py:4",
+                                       "trainers/bad.py:4"]
 
 
 STEP_MODULES = ("mssl.steps.two_view", "mssl.steps.masked_image", "mssl.steps.finetune",

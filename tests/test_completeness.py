@@ -6,7 +6,7 @@
 * every objective of ``mssl.losses.names()`` has a row in the numpy reference table
   (``CASES``, tests/losses/reference.py), a config file that trains it (its ``get_config()``
   with the default argument sets ``config.objective`` to it) and an end-to-end run: the
-  parametrisation of tests/trainers/test_two_view.py::test_every_objective_runlocal or
+  parametrisation of tests/trainers/test_pretraining.py::test_every_objective_runlocal or
   the masked-image runs of conftest.pretrained (helpers.MASKED_IMAGE_RUNS);
 * every config file is loaded by a test: the parametrisation of
   tests/test_configs.py::test_config_loads_with_its_documented_command.
@@ -79,7 +79,7 @@ def objective_gaps(objective: str, *, rows, configured, end_to_end, names) -> li
     gaps.append(f"no config file in configs/ whose get_config() trains {objective!r}")
   if objective not in end_to_end:
     gaps.append(f"no end-to-end run of {objective!r} (METHODS of "
-                "tests/trainers/test_two_view.py or helpers.MASKED_IMAGE_RUNS)")
+                "tests/trainers/test_pretraining.py or helpers.MASKED_IMAGE_RUNS)")
   return gaps
 
 
@@ -113,7 +113,7 @@ def reference_rows() -> tuple:
 
 @functools.lru_cache(maxsize=None)
 def end_to_end_objectives() -> frozenset:
-  two_view = _test_module("trainers/test_two_view.py")
+  two_view = _test_module("trainers/test_pretraining.py")
   return frozenset(parametrized(two_view.test_every_objective_runlocal, "method")) | \
       frozenset(MASKED_IMAGE_RUNS)
 

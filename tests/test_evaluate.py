@@ -1,5 +1,5 @@
 """mssl.evaluate: evaluation on frozen features, kNN on a hand-built example and the
-raw-pixel baseline (the final table's honesty is in tests/test_pretraining.py)."""
+raw-pixel baseline (the final table's honesty is in tests/trainers/test_pretraining.py)."""
 
 import numpy as np
 import pytest

@@ -56,7 +56,9 @@ def test_periodic_metrics_are_those_of_the_valid_examples(tfds_dir):
   assert len(out["label"]) == len(labels) == 40
   np.testing.assert_array_equal(out["label"], labels)
   chex.assert_trees_all_close({k: out[k] for k in want}, want, rtol=1e-5, atol=1e-5)
-  metrics, spectrum = evaluator(sharding.replicate(mesh, {"params": {"w": W}}))
+  assert evaluator.spectrum() is None and evaluator.last_features is None  # none yet
+  metrics = evaluator(sharding.replicate(mesh, {"params": {"w": W}}))
+  spectrum = evaluator.spectrum()
   assert set(metrics) == {"eval/effective_rank_features", "eval/effective_rank_projection",
                           "eval/online_probe_accuracy", "eval/knn_accuracy"}
   for key in ("features", "projection"):

@@ -22,7 +22,7 @@ PRETRAIN_SMOKE = ["--config.total_steps=2", "--config.batch_size=16", "--config.
                   "--config.eval.embedding_plot=pca",  # t-SNE is test_plots.py's
                   # The commands are under test, not the network: a 2-block ViT compiles
                   # in a fraction of the ResNet's time (the quickstart's ResNet learns in
-                  # tests/trainers/test_two_view.py, its notebook runs in test_colabs.py).
+                  # tests/trainers/test_pretraining.py, its notebook runs in test_colabs.py).
                   *FAST_MODEL]
 SMOKE = {
     "linear_eval": ["--config.eval.probe_epochs=1", "--config.eval.batch_size=32",

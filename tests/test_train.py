@@ -6,32 +6,34 @@ import importlib
 
 import pytest
 
-from mssl import losses, train
+from mssl import losses, train, validation
+from mssl.steps import family
 from mssl import workdir as workdir_lib
 
 from helpers import load_config, small
 
 
 @pytest.mark.parametrize("name,arg,trainer", [
-    ("quickstart", None, "two_view"), ("simclr_r18_cifar", "runlocal", "two_view"),
-    ("mmae_shapes", None, "masked_image"), ("mmae_shapes", "umae", "masked_image"),
-    ("mae_vitb", None, "masked_image"), ("linear_eval", None, "linear_eval"),
-    ("finetune", None, "finetune")])
-def test_each_config_goes_to_the_trainer_of_its_kind(name, arg, trainer):
+    ("quickstart", None, "pretraining"), ("simclr_r18_cifar", "runlocal", "pretraining"),
+    ("mmae_shapes", None, "pretraining"), ("mmae_shapes", "umae", "pretraining"),
+    ("mae_vitb", None, "pretraining"), ("linear_eval", None, "linear_eval"),
+    ("finetune", None, "finetune"), ("mce_lm_arith", None, "language_model")])
+def test_each_config_goes_to_the_trainer_of_its_mode(name, arg, trainer):
   assert train.trainer_module(load_config(name, arg)) == f"mssl.trainers.{trainer}"
 
 
-def test_every_objective_has_a_trainer_and_every_trainer_an_entry_point():
+def test_every_objective_has_a_family_and_every_trainer_an_entry_point():
   config = load_config("quickstart")
-  for objective in losses.names():
+  for objective in losses.names():  # one pretraining trainer; the family builds the step
     config.objective = objective
-    kind = "masked_image" if objective in losses.MASKED_IMAGE else "two_view"
-    assert train.trainer_module(config) == train.TRAINERS[kind], objective
-  config.mode = "linear_eval"  # the mode decides before the objective does
+    assert train.trainer_module(config) == "mssl.trainers.pretraining", objective
+    assert family.family_of(config).NAME == family.family_name(objective)
+  config.mode = "linear_eval"  # the mode decides
   assert train.trainer_module(config) == "mssl.trainers.linear_eval"
-  for kind, module in train.TRAINERS.items():
-    assert module == f"mssl.trainers.{kind}"
+  for mode, module in train.TRAINERS.items():
+    assert mode in validation.MODES, mode
     assert callable(importlib.import_module(module).train_and_evaluate), module
+  assert set(train.TRAINERS) == set(validation.MODES)
 
 
 def test_the_trainer_runs_under_the_workdir_lock_and_not_beside_another_run(
@@ -41,7 +43,7 @@ def test_the_trainer_runs_under_the_workdir_lock_and_not_beside_another_run(
   def trainer(config, workdir):
     calls.append((workdir, (tmp_path / "run.lock").exists()))
     return {"steps": 0}
-  monkeypatch.setattr(importlib.import_module("mssl.trainers.two_view"),
+  monkeypatch.setattr(importlib.import_module("mssl.trainers.pretraining"),
                       "train_and_evaluate", trainer)
   config = small(load_config("quickstart"), tfds_dir)
   with workdir_lib.WorkdirLock(str(tmp_path)):  # another run holds the workdir

@@ -13,15 +13,15 @@ from mssl.losses.registry import (DOMAINS, Objective, StepContext, bind, check_k
 from mssl.losses.matrix_ssl import (matrix_alignment, matrix_ssl, matrix_uniformity, mec,
                                     mec_lam_inv, mec_lam_inv_schedule, mec_trace)
 from mssl.losses.kernel_ssl import kernel_ssl
-from mssl.losses.masked import (REGULARIZERS as MASKED_IMAGE, masked_image_objective, mmae_regularizer,
-                                reconstruction_loss, umae_regularizer)
+from mssl.losses.masked import (masked_image_objective, mmae_regularizer, reconstruction_loss,
+                                umae_regularizer)
 from mssl.losses.frossl import frossl
 from mssl.losses.contrastive import simclr, spectral_contrastive
 from mssl.losses.redundancy import barlow_twins, vicreg
 from mssl.losses.predictive import byol, simsiam
 
 __all__ = [
-    "DOMAINS", "MASKED_IMAGE", "Objective", "StepContext", "bind", "check_keywords", "get",
+    "DOMAINS", "Objective", "StepContext", "bind", "check_keywords", "get",
     "keywords", "schedule_settings",
     "loss_defaults", "loss_keywords", "loss_kwargs", "names",
     "register", "spec",
@@ -41,7 +41,7 @@ def loss_keywords(objective: str) -> dict:
   allowed = dict(keywords(objective))
   allowed.update({k: None for k, _ in spec(objective).schedules})
   allowed.update(schedule_settings(objective))
-  if objective in MASKED_IMAGE:
+  if spec(objective).inputs == "single":  # run inside masked_image_objective
     allowed.update({k: v for k, v in keywords(masked_image_objective).items()
                     if k != "regularizer"})
   return allowed

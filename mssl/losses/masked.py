@@ -82,9 +82,6 @@ def reconstruction_loss(pred, target, mask) -> jax.Array:
   return jnp.sum(per_patch * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-REGULARIZERS = ("mmae", "umae", "mae")
-
-
 def masked_image_objective(pred, target, mask, cls, *, regularizer: str = "mmae",
                            lam: float = 0.01, reference_world_size: int = 1,
                            **regularizer_kwargs):
@@ -102,8 +99,9 @@ def masked_image_objective(pred, target, mask, cls, *, regularizer: str = "mmae"
   enters as ``sg(reg) + (reg - sg(reg)) / W``: the same loss value, ``1/W`` of its
   gradient. The official recipes used W = 8 (8 GPUs x 128 = 1024).
   """
-  if regularizer not in REGULARIZERS:
-    raise ValueError(f"regularizer must be one of {REGULARIZERS}; got {regularizer!r}.")
+  regularizers = registry.single_batch()
+  if regularizer not in regularizers:
+    raise ValueError(f"regularizer must be one of {regularizers}; got {regularizer!r}.")
   if lam < 0:
     raise ValueError(f"lam must be non-negative; got {lam!r}.")
   if isinstance(reference_world_size, bool) or not (

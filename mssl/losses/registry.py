@@ -109,6 +109,12 @@ def names() -> list[str]:
   return sorted(_REGISTRY)
 
 
+def single_batch() -> tuple[str, ...]:
+  """The objectives registered with ``inputs="single"``: regularisers of one batch, which
+  :func:`mssl.losses.masked_image_objective` adds to a reconstruction loss."""
+  return tuple(n for n in names() if _REGISTRY[n].inputs == "single")
+
+
 # ------------------------------------------------------------------ hyperparameters ---
 def keywords(fn_or_name) -> dict[str, Any]:
   """The keyword-only hyperparameters of an objective and their defaults

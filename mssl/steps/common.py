@@ -24,6 +24,17 @@ def global_norm(tree):
   return norm(tree) if norm is not None else optax.global_norm(tree)
 
 
+def embed_outputs(network):
+  """``apply(variables, images) -> {"features"}``: ``network.embed`` (the encoder in
+  evaluation mode) as the evaluators take it; ``variables`` without batch statistics for
+  a network that has none."""
+  def apply(variables, images):
+    if not variables.get("batch_stats"):
+      variables = {"params": variables["params"]}
+    return {"features": network.apply(variables, images, method=network.embed)}
+  return apply
+
+
 def apply_gradients(state: dict, grads, tx, schedule, **replaced) -> tuple[dict, dict]:
   """The update every step makes, written once: ``tx`` on ``grads`` (from
   ``state["params"]`` and ``state["opt_state"]``), the step counted, and the metrics each

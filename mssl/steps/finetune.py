@@ -28,7 +28,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mssl import losses, models, optim
+from mssl import models, optim
+from mssl.steps import family
 from mssl.steps.common import apply_gradients, standardize
 
 NO_DECAY = ("cls", "pos_embedding")
@@ -60,12 +61,9 @@ def build_classifier(pre_config, num_classes: int, drop_path: float) -> Classifi
   if not name.startswith("vit_"):
     raise ValueError(f"fine-tuning needs a ViT encoder; the pretraining run's "
                      f"config.model.name is {name!r}.")
-  masked = pre_config.objective in losses.MASKED_IMAGE
-  encoder = models.vit(name[len("vit_"):], patch_size=pre_config.model.patch_size,
-                       image_size=pre_config.data.image_size,
-                       pos_embedding="sincos" if masked else "learned",
-                       drop_path=drop_path, dtype=jnp.dtype(pre_config.model.dtype),
-                       remat=pre_config.model.remat)
+  encoder = family.vit_encoder(pre_config, drop_path=drop_path,
+                               dtype=jnp.dtype(pre_config.model.dtype),
+                               remat=pre_config.model.remat)
   return Classifier(encoder, num_classes)
 
 

@@ -32,10 +32,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from mssl import losses, matrix, models, optim
-from mssl.steps.common import (IMAGE_MEAN, IMAGE_STD, apply_gradients, logging_step,
-                               nan_scalar_like, standardize)
+from mssl.steps.common import (IMAGE_MEAN, IMAGE_STD, apply_gradients, embed_outputs,
+                               logging_step, nan_scalar_like, standardize)
 from mssl.models.mae import MAEOutput
 
+NAME = "masked_image"  # the family face: mssl.steps.family
+POS_EMBEDDING = "sincos"  # MAE's fixed 2-D sin-cos table
+INIT_FROM = False  # config.init_from: not supported (exported weights hold no decoder)
 DEFAULT_LAM = {"mmae": 0.01, "umae": 0.01, "mae": 0.0}
 
 
@@ -55,7 +58,9 @@ class MaskedImageNetwork(nn.Module):
     return self.mae.encode(self.standardize(images), False)
 
 
-def build_network(config) -> MaskedImageNetwork:
+def build_network(config, num_classes: int | None = None) -> MaskedImageNetwork:
+  """The masked auto-encoder of ``config`` (``num_classes``: unused, the family face's
+  argument; the network has no classifier)."""
   m = config.model
   size = m.name[len("vit_"):]
   mae = config.mae
@@ -74,6 +79,11 @@ def init_params(network: MaskedImageNetwork, image_size: int, seed: int) -> dict
   return network.init(key, dummy, jax.random.fold_in(key, 1), train=False)["params"]
 
 
+def init_variables(network: MaskedImageNetwork, image_size: int, seed: int) -> dict:
+  """``{"params"}`` at initialisation (the network has no batch statistics)."""
+  return {"params": init_params(network, image_size, seed)}
+
+
 def make_optimizer(config, total_steps: int, steps_per_epoch: int):
   return optim.from_config(config, total_steps, steps_per_epoch)
 
@@ -81,6 +91,59 @@ def make_optimizer(config, total_steps: int, steps_per_epoch: int):
 def create_state(params, tx, seed: int) -> dict:
   return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params),
           "rng": jax.random.key_data(jax.random.key(seed + 1))}
+
+
+def initial_state(variables: dict, tx, config) -> dict:
+  return create_state(variables["params"], tx, config.seed)
+
+
+def encoder_variables(tree: dict) -> dict:
+  """What ``network.embed`` reads (the parameters) of a train state or of
+  :func:`init_variables`' variables."""
+  return {"params": tree["params"]}
+
+
+def encoder_params(params: dict) -> dict:
+  """The ViT encoder's subtree of the masked auto-encoder's parameters."""
+  return params["mae"]["encoder"]
+
+
+def evaluator_apply(network: MaskedImageNetwork):
+  """``apply(variables, images) -> {"features"}`` for :class:`mssl.evaluator.Evaluator`:
+  the unmasked encoder's CLS feature."""
+  return embed_outputs(network)
+
+
+# ------------------------------------------------------------------ checks ------------
+def check_config(config, check) -> None:
+  """The masked-image checks (:mod:`mssl.validation`): a ViT, one view, the masked
+  auto-encoder's settings, a mask ratio in [0, 1)."""
+  objective = config.objective
+  check(config.model.name.startswith("vit_"),
+        f"config.model.name={config.model.name!r}: objective {objective!r} trains a masked "
+        f"auto-encoder, which needs a ViT; allowed: "
+        f"{', '.join(m for m in models.ENCODERS if m.startswith('vit_'))}.")
+  check(config.data.num_views == 1, f"config.data.num_views={config.data.num_views}: "
+        f"objective {objective!r} is single-branch; set it to 1.")
+  mae = config.get("mae")
+  check(mae is not None, f"config.mae is missing: objective {objective!r} needs the "
+        "masked auto-encoder's settings (mask_ratio, decoder_width, decoder_depth, "
+        "decoder_heads, norm_pix_loss); see configs/mmae_vitb.py.")
+  if mae is not None:
+    check(0.0 <= mae.mask_ratio < 1.0, f"config.mae.mask_ratio={mae.mask_ratio} must be "
+          "in [0, 1).")
+
+
+def trace_objective(config) -> None:
+  """Traces (no compile, no data) :func:`mssl.losses.masked_image_objective` on a tiny
+  batch with ``config.loss``, so that what it rejects fails before anything is built."""
+  batch, dim = 8, 4
+  x = jax.ShapeDtypeStruct((batch, dim), jnp.float32)
+  tokens = jax.ShapeDtypeStruct((batch, 3, 5), jnp.float32)
+  mask = jax.ShapeDtypeStruct((batch, 3), jnp.float32)
+  fn = functools.partial(losses.masked_image_objective, regularizer=config.objective,
+                         **losses.loss_kwargs(config.loss))
+  jax.eval_shape(fn, tokens, tokens, mask, x)
 
 
 def objective_settings(config) -> tuple[float, dict]:
@@ -109,11 +172,11 @@ def make_loss_fn(config, network: MaskedImageNetwork):
 
 
 def make_train_step(config, network: MaskedImageNetwork, tx, schedule,
-                    total_steps: int | None = None):
+                    total_steps: int | None = None, steps_per_epoch: int | None = None):
   """``train_step(state, batch) -> (state, metrics)``. ``effective_rank_cls`` (an SVD of
   the CLS batch) runs only on the steps :func:`mssl.loop.run` logs (``config.log_every``
   and, given ``total_steps``, the last), under a ``lax.cond`` inside this one step; it is
-  NaN on the other steps."""
+  NaN on the other steps. ``steps_per_epoch``: unused (the family face's argument)."""
   loss_fn = make_loss_fn(config, network)
 
   def train_step(state, batch):
@@ -155,3 +218,8 @@ def reconstructions(network, params, images, seed: int = 0) -> dict:
       jnp.broadcast_to(out.mask[..., None], patches.shape), mae.patch_size)) > 0.5
   masked = np.where(hidden, 0.5, np.asarray(images))
   return {"original": np.asarray(images), "masked": masked, "reconstruction": to_image(shown)}
+
+
+# The family face's end-of-training preview (mssl.trainers.pretraining writes it as
+# reconstructions.png): original, masked input and reconstruction of eval images.
+preview_images = reconstructions

@@ -31,6 +31,9 @@ import optax
 from mssl import losses, models, optim
 from mssl.steps.common import apply_gradients, standardize
 
+NAME = "two_view"  # the family face: mssl.steps.family
+POS_EMBEDDING = "learned"  # a ViT encoder's position embedding
+INIT_FROM = True  # config.init_from (exported encoder weights) starts the encoder
 CLASSIFIER = "online_classifier"
 
 
@@ -129,6 +132,69 @@ def create_state(variables: dict, tx: optax.GradientTransformation, seed: int, *
   if ema_teacher:
     state.update(ema_params=variables["params"], ema_batch_stats=variables["batch_stats"])
   return state
+
+
+def initial_state(variables: dict, tx: optax.GradientTransformation, config) -> dict:
+  """The train state of ``config``'s objective (:func:`create_state`, with the EMA teacher
+  when its registry entry asks for one)."""
+  return create_state(variables, tx, config.seed, ema_teacher=has_ema_teacher(config))
+
+
+def encoder_variables(tree: dict) -> dict:
+  """What ``network.embed`` reads (parameters and batch statistics) of a train state or
+  of :func:`init_variables`' variables."""
+  return {"params": tree["params"], "batch_stats": tree["batch_stats"]}
+
+
+def encoder_params(params: dict) -> dict:
+  """The encoder's subtree of the network's parameters (what export writes)."""
+  return params["encoder"]
+
+
+def evaluator_apply(network: SSLNetwork):
+  """``apply(variables, images) -> outputs`` for :class:`mssl.evaluator.Evaluator`: the
+  features, the projection (whose spectrum is plotted) and the online classifier's
+  logits, in evaluation mode."""
+  return lambda variables, images: network.apply(variables, images, train=False)
+
+
+# The family face's end-of-training preview: none (masked_image: reconstructions).
+preview_images = None
+
+
+# ------------------------------------------------------------------ checks ------------
+def check_config(config, check) -> None:
+  """The two-view checks (:mod:`mssl.validation`): enough views for the objective, and
+  exactly two for one that pairs them."""
+  objective = config.objective
+  spec = losses.spec(objective)
+  check(config.data.num_views >= spec.min_views,
+        f"config.data.num_views={config.data.num_views} is too few for objective "
+        f"{objective!r}; it needs at least {spec.min_views}.")
+  if spec.inputs in ("pair", "two_branch"):
+    check(config.data.num_views == 2,
+          f"config.data.num_views={config.data.num_views}: objective {objective!r} "
+          "takes exactly 2 views (use frossl for more).")
+
+
+def trace_objective(config) -> None:
+  """Traces (no compile, no data) the objective on a tiny batch with ``config.loss``, as
+  the step calls it, so that what the objective rejects fails before anything is built."""
+  spec = losses.spec(config.objective)
+  batch, dim = 8, 4
+  x = jax.ShapeDtypeStruct((batch, dim), jnp.float32)
+  context = losses.StepContext(batch_size=batch, embedding_dim=dim, steps_per_epoch=1,
+                               total_steps=1)
+  kwargs, schedules = losses.bind(config.objective, losses.loss_kwargs(config.loss),
+                                  context)
+  kwargs.update({name: schedule(0) for name, schedule in schedules.items()})
+  fn = functools.partial(spec.fn, **kwargs)
+  if spec.inputs == "two_branch":
+    jax.eval_shape(fn, x, x, x, x)
+  elif spec.inputs == "pair":
+    jax.eval_shape(fn, x, x)
+  else:  # multi_view
+    jax.eval_shape(fn, [x] * max(2, config.data.num_views))
 
 
 # ------------------------------------------------------------------ the step ----------

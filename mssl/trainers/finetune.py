@@ -72,7 +72,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       logits_metric="eval/accuracy")
   writer = writers.create_writer(workdir, is_main=is_main)
   job = loop.Job(objective="finetune", state=state, train_step=train_step,
-                 make_data=data.make_data, evaluate=lambda s: evaluator(s)[0],
+                 make_data=data.make_data, evaluate=evaluator,
                  total_steps=data.total_steps,
                  run_info=data.run_info(pretrained_workdir=config.pretrained_workdir,
                                         pretrained_step=int(pretrained_step),

@@ -19,6 +19,7 @@ import os
 
 from mssl import evaluator as evaluator_lib
 from mssl import data, export, sharding
+from mssl.steps.common import embed_outputs
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
@@ -40,7 +41,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       eval_config.eval[key] = value
   mesh = sharding.make_mesh()
   evaluator = evaluator_lib.Evaluator(eval_config, mesh, num_classes,
-                                      apply=export.embed_outputs(network))
+                                      apply=embed_outputs(network))
   results = evaluator_lib.offline_probe(evaluator, sharding.replicate(mesh, variables))
   results = {"checkpoint_step": int(step), **{k: float(v) for k, v in results.items()}}
   with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:
