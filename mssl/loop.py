@@ -285,10 +285,12 @@ def record_resume_changes(config, workdir: str, job: Job, step: int,
 
 
 def write_results(workdir: str, results: dict) -> None:
+  """``results.json`` of every trainer, by process 0, written whole (a kill never leaves
+  it half written): numbers as JSON numbers (device and numpy scalars as floats)."""
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:
-      json.dump({k: (float(v) if isinstance(v, (int, float, np.floating)) else v)
-                 for k, v in results.items()}, f, indent=2, sort_keys=True)
+    workdir_lib.write_json(os.path.join(workdir, "results.json"), {
+        k: (float(v) if isinstance(v, (int, float, np.floating)) else v)
+        for k, v in results.items()})
 
 
 def read_results(workdir: str):

@@ -1,7 +1,9 @@
 """Entry point: ``python -m mssl.main --config=configs/X.py[:arg] --workdir=DIR``.
 
-Flags, optional multi-host initialisation, then :func:`mssl.train.train_and_evaluate`
-(importable on its own, e.g. from a notebook). Any config field can be overridden on the
+The command line is read by pure functions, :func:`parse_command_line` (nothing read) and
+:func:`apply_overrides` (the config file's config with the overrides applied), then
+:func:`run` does the optional multi-host initialisation and
+:func:`mssl.train.train_and_evaluate` (importable on its own, e.g. from a notebook). Any config field can be overridden on the
 command line, e.g. ``--config.batch_size=256 --config.optimizer.base_lr=0.3``;
 ``--config.FIELD=None`` unsets a field (``--config.predictor=None``: no predictor).
 Before anything is built, the command line is checked against the config file: a field
@@ -21,17 +23,14 @@ exit status 1, not a traceback.
 
 from __future__ import annotations
 
+import ast
+import copy
+import dataclasses
 import importlib.util
 import os
 import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and logs.")
-flags.mark_flags_as_required(["config", "workdir"])
+from absl import app, logging
 
 _PREFIX = "--config."
 
@@ -41,14 +40,52 @@ class CommandLineError(ValueError):
 
 
 # ------------------------------------------------------------------ the command line --
-def config_file_argument(argv) -> str | None:
-  """``FILE[:ARG]`` of ``--config=FILE[:ARG]`` (or ``--config FILE[:ARG]``) in ``argv``."""
-  for i, arg in enumerate(argv):
-    if arg.startswith("--config="):
-      return arg[len("--config="):]
-    if arg == "--config" and i + 1 < len(argv):
-      return argv[i + 1]
-  return None
+@dataclasses.dataclass(frozen=True)
+class CommandLine:
+  """What ``python -m mssl.main ARGS`` was asked: the config file (``FILE[:ARG]``), the
+  workdir, the ``--config.FIELD=VALUE`` overrides in order, and every other flag (absl's
+  own, e.g. ``--alsologtostderr``)."""
+  config: str
+  workdir: str
+  overrides: tuple = ()        # ((dotted field, text value), ...)
+  other_flags: tuple = ()
+
+
+def parse_command_line(argv) -> CommandLine:
+  """``argv`` (``sys.argv``: the program, then the flags) as a :class:`CommandLine`;
+  nothing is read or imported. Raises CommandLineError for a missing ``--config`` or
+  ``--workdir``, a bare argument, or a ``--config.FIELD`` without ``=VALUE``."""
+  found = {"config": None, "workdir": None}
+  overrides, other = [], []
+  args = list(argv[1:])
+  i = 0
+  while i < len(args):
+    arg = args[i]
+    name = arg[2:].partition("=")[0] if arg.startswith("--") else None
+    if name in found:
+      if "=" in arg:
+        found[name] = arg.partition("=")[2]
+      elif i + 1 < len(args):
+        found[name] = args[i + 1]
+        i += 1
+      else:
+        raise CommandLineError(f"--{name} needs a value (--{name}=...).")
+    elif arg.startswith(_PREFIX):
+      field, equals, value = arg[len(_PREFIX):].partition("=")
+      if not equals or not field:
+        raise CommandLineError(f"{arg}: a config field is set as --config.FIELD=VALUE.")
+      overrides.append((field, value))
+    elif arg.startswith("-"):
+      other.append(arg)
+    else:
+      raise CommandLineError(f"unexpected argument {arg!r}; the command line is "
+                             "--config=FILE[:ARG] --workdir=DIR [--config.FIELD=VALUE ...].")
+    i += 1
+  missing = [f"--{k}" for k, v in found.items() if not v]
+  if missing:
+    raise CommandLineError(f"{' and '.join(missing)} must be given: python -m mssl.main "
+                           "--config=configs/X.py[:ARG] --workdir=DIR.")
+  return CommandLine(found["config"], found["workdir"], tuple(overrides), tuple(other))
 
 
 def make_importable(config_file: str) -> None:
@@ -62,25 +99,15 @@ def make_importable(config_file: str) -> None:
 
 
 def load_config_file(spec: str):
-  """The config ``FILE[:ARG]`` defines (as ``config_flags`` will load it)."""
+  """The config ``FILE[:ARG]`` defines (its ``get_config(ARG)``)."""
   path, _, arg = spec.partition(":")
   make_importable(path)
   module_spec = importlib.util.spec_from_file_location("mssl_config_file", path)
-  if module_spec is None:
+  if module_spec is None or not os.path.isfile(path):
     raise CommandLineError(f"--config={spec}: {path!r} is not a Python file.")
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   return module.get_config(arg or None)
-
-
-def _overrides(argv) -> list[tuple[int, str, str]]:
-  """``(index, dotted field, value)`` of every ``--config.FIELD=VALUE`` in ``argv``."""
-  out = []
-  for i, arg in enumerate(argv):
-    if arg.startswith(_PREFIX):
-      field, _, value = arg[len(_PREFIX):].partition("=")
-      out.append((i, field, value))
-  return out
 
 
 def _lookup(config, field: str):
@@ -97,46 +124,89 @@ def _lookup(config, field: str):
   return node
 
 
-def prepare_command_line(argv, base) -> tuple[list, dict, dict]:
-  """Checks the ``--config.*`` arguments against ``base`` (the file's config) and takes
-  out those flags cannot apply to a locked config: ``=None`` values, and loss keys of an
-  objective chosen on the same command line. Returns ``(argv for absl, {field: None},
-  {loss key: text value})``."""
-  objective = next((v for _, f, v in _overrides(argv) if f == "objective"),
-                   base.get("objective"))
+def _parse_value(text: str):
+  """A command-line value as Python: a literal (number, bool, None, tuple, ...), else the
+  text itself (a string such as exact / gaussian)."""
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def _field_type(config, field: str):
+  """The type a field holds: its value's, or the declared type of a typed ``None``
+  (``FieldReference(None, field_type=str)``); None for an untyped ``None``."""
+  import ml_collections
+  *path, last = field.split(".")
+  node = config
+  for part in path:
+    node = node[part]
+  reference = node._fields.get(last)  # pylint: disable=protected-access
+  if isinstance(reference, ml_collections.FieldReference):
+    return reference.get_type()
+  value = node[last]
+  return None if value is None else type(value)
+
+
+def _typed_value(field: str, text: str, kind):
+  """``text`` as the field's type ``kind`` (:func:`_field_type`): a string field takes the
+  text as it is, a bool field true/false in any case, a tuple field a list or tuple
+  literal, any other a Python literal (else the text)."""
+  if kind is str:
+    return text
+  if kind is bool:
+    lowered = text.lower()
+    if lowered in ("true", "1"):
+      return True
+    if lowered in ("false", "0"):
+      return False
+    raise CommandLineError(f"--config.{field}={text}: config.{field} is True or False.")
+  value = _parse_value(text)
+  if kind is tuple and isinstance(value, list):
+    return tuple(value)
+  return value
+
+
+def _assign(config, field: str, value) -> None:
+  *path, last = field.split(".")
+  node = config
+  for part in path:
+    node = node[part]
+  with config.unlocked():
+    try:
+      node[last] = value
+    except (TypeError, ValueError) as error:
+      raise CommandLineError(f"--config.{field}={value!r} does not fit config.{field}: "
+                             f"{error}") from None
+
+
+def apply_overrides(base, overrides) -> object:
+  """The config ``base`` (the file's) with the ``(field, text)`` overrides of the command
+  line applied, each checked against ``base`` first (a field it does not have is an error
+  naming the fields it has); ``=None`` unsets a field. Switching the objective replaces
+  ``config.loss`` by the new objective's defaults with its ``--config.loss.KEY`` values
+  (:func:`switch_objective`). ``base`` is not modified; the result is locked."""
+  config = copy.deepcopy(base)  # FieldReferences (typed None fields) kept
+  objective = next((v for f, v in overrides if f == "objective"), base.get("objective"))
   switched = objective != base.get("objective")
-  keep, nones, new_loss = list(argv), {}, {}
-  drop = set()
-  for index, field, value in _overrides(argv):
-    if value == "None":
-      try:
-        _lookup(base, field)
-      except KeyError as error:
-        raise CommandLineError(f"--config.{field}=None: {error.args[0]}") from None
-      nones[field] = None
-      drop.add(index)
-      continue
+  new_loss = {}
+  for field, text in overrides:
     if switched and field.startswith("loss."):
-      new_loss[field[len("loss."):]] = value
-      drop.add(index)
+      new_loss[field[len("loss."):]] = text
       continue
     try:
       _lookup(base, field)
     except KeyError as error:
-      raise CommandLineError(f"--config.{field}: {error.args[0]}") from None
-  keep = [a for i, a in enumerate(argv) if i not in drop]
-  return keep, nones, new_loss
+      suffix = "=None" if text == "None" else ""
+      raise CommandLineError(f"--config.{field}{suffix}: {error.args[0]}") from None
+    _assign(config, field, None if text == "None" else
+            _typed_value(field, text, _field_type(config, field)))
+  switch_objective(config, base, new_loss)
+  config.lock()
+  return config
 
 
-def _parse_value(text: str):
-  import ast
-  try:
-    return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text  # a string such as exact / gaussian
-
-
-def switch_objective(config, base, explicit_loss: dict, explicit_fields) -> None:
+def switch_objective(config, base, explicit_loss: dict) -> None:
   """After ``--config.objective=NEW`` on a config written for another objective:
   ``config.loss`` becomes NEW's defaults updated with ``explicit_loss`` (its teacher and
   schedules come with it: they are the registry entry's). Logs what changed."""
@@ -163,19 +233,6 @@ def switch_objective(config, base, explicit_loss: dict, explicit_fields) -> None
                   losses.spec(objective).teacher)
 
 
-def _set_none(config, fields: dict) -> None:
-  for field in fields:
-    *path, last = field.split(".")
-    node = config
-    for part in path:
-      node = node[part]
-    with config.unlocked():
-      node[last] = None
-
-
-_STATE: dict = {}
-
-
 def _where(error: BaseException, spec) -> str:
   """`` (FILE, line N: CODE)`` of the innermost frame of the config file (or a config
   beside it) where ``error`` arose; "" for the deliberate errors of config arguments and
@@ -195,24 +252,9 @@ def _where(error: BaseException, spec) -> str:
   return f" ({name}, line {frame.lineno}: {frame.line})"
 
 
-def parse_flags(argv):
-  """absl's flag parsing, after :func:`prepare_command_line`; errors are one line."""
-  spec = None
-  try:
-    spec = config_file_argument(argv)
-    if spec is not None:
-      base = load_config_file(spec)
-      argv, _STATE["nones"], _STATE["loss"] = prepare_command_line(argv, base)
-      _STATE["base"] = base
-      sys.argv[:] = argv  # config_flags reads the overrides from sys.argv
-  except Exception as error:  # the config file's own errors (ConfigArgError, ...)
-    sys.stderr.write(f"FATAL: {type(error).__name__}: {error}{_where(error, spec)}\n")
-    sys.exit(2)
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as error:
-    sys.stderr.write(f"FATAL Flags parsing error: {error}\n")
-    sys.exit(2)
+def config_of(command: CommandLine):
+  """The config a :class:`CommandLine` runs: its file's, with the overrides applied."""
+  return apply_overrides(load_config_file(command.config), command.overrides)
 
 
 # ------------------------------------------------------------------ the run -----------
@@ -250,22 +292,18 @@ def _expected_errors() -> tuple:
           loop.Interrupted)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+def run(config, workdir: str) -> None:
+  """The run of a parsed command line (absl has set up logging): multi-host
+  initialisation, then :func:`mssl.train.train_and_evaluate`; an expected error ends it
+  with its message and exit status 1 (a stop signal's: 128 + its number)."""
   logging.get_absl_handler().addFilter(_QuietLibraries())
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")  # tf.data only: keep the GPUs for JAX
-  config = _CONFIG.value
   expected = _expected_errors()
   try:
-    if "base" in _STATE:
-      explicit = config_flags.get_override_values(flags.FLAGS["config"])
-      switch_objective(config, _STATE["base"], _STATE.get("loss", {}), explicit)
-      _set_none(config, _STATE.get("nones", {}))
     initialize_distributed(config)
     from mssl import train
-    train.train_and_evaluate(config, _WORKDIR.value)
+    train.train_and_evaluate(config, workdir)
   except expected as error:
     logging.error("%s: %s", type(error).__name__, error)
     # A stop by a signal exits as the signal would have (128 + its number), so a
@@ -273,5 +311,24 @@ def main(argv):
     sys.exit(128 + error.signum if hasattr(error, "signum") else 1)
 
 
+def cli(argv=None) -> None:
+  """``python -m mssl.main``: parse the command line and load the config (a mistake in
+  either ends here with one ``FATAL`` line and exit status 2, before anything is built),
+  then :func:`run` under absl (which takes the flags that are not mssl's)."""
+  argv = list(sys.argv if argv is None else argv)
+  spec = None
+  try:
+    command = parse_command_line(argv)
+    spec = command.config
+    config = config_of(command)
+  except Exception as error:  # the config file's own errors (ConfigArgError, ...)
+    sys.stderr.write(f"FATAL: {type(error).__name__}: {error}{_where(error, spec)}\n")
+    sys.exit(2)
+
+  def main(unused_argv):
+    run(config, command.workdir)
+  app.run(main, argv=[argv[0], *command.other_flags])
+
+
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  cli()

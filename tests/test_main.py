@@ -2,7 +2,6 @@
 anything is built, every field a user may need is settable, and a config file runs from
 any working directory."""
 
-import ml_collections
 import pytest
 
 from mssl import main as entry
@@ -12,22 +11,9 @@ from helpers import CONFIGS, ROOT, load_config, run_main
 
 
 def prepared(config_name, *args, arg=None):
-  """(config as absl would hand it over, after main's own steps)."""
-  base = load_config(config_name, arg)
-  argv, nones, loss = entry.prepare_command_line(["prog", *args], base)
-  config = load_config(config_name, arg)
-  for item in argv[1:]:
-    field, _, value = item[len("--config."):].partition("=")
-    *path, last = field.split(".")
-    node = config
-    for part in path:
-      node = node[part]
-    node[last] = entry._parse_value(value)
-  config.lock()
-  explicit = {a[len("--config."):].partition("=")[0] for a in args}
-  entry.switch_objective(config, base, loss, explicit)
-  entry._set_none(config, nones)
-  return config
+  """The config ``python -m mssl.main`` runs for ``args`` (before validation)."""
+  command = entry.parse_command_line(["prog", "--config=X", "--workdir=W", *args])
+  return entry.apply_overrides(load_config(config_name, arg), command.overrides)
 
 
 def test_unknown_config_word_and_field_fail_before_anything_is_built(tmp_path):
@@ -126,3 +112,41 @@ def test_bad_config_fails_before_training_from_the_command_line(tmp_path):
   assert out.returncode != 0
   assert "config.objective='nope' is not a registered objective" in out.stderr
   assert not (tmp_path / "w").exists()
+
+
+# ------------------------------------------------------------ the pure parser ----------
+def test_the_command_line_parses_without_reading_anything():
+  command = entry.parse_command_line([
+      "prog", "--config", "configs/quickstart.py:steps=5", "--workdir=/tmp/w x",
+      "--config.loss.mu=0.5", "--alsologtostderr", "--config.predictor=None"])
+  assert command == entry.CommandLine(
+      "configs/quickstart.py:steps=5", "/tmp/w x",
+      (("loss.mu", "0.5"), ("predictor", "None")), ("--alsologtostderr",))
+  for argv, message in ((["prog", "--config=a.py"], "--workdir must be given"),
+                        (["prog", "--workdir=w"], "--config must be given"),
+                        (["prog", "--config=a.py", "--workdir=w", "extra"],
+                         "unexpected argument 'extra'"),
+                        (["prog", "--config=a.py", "--workdir=w", "--config.seed"],
+                         "--config.seed: a config field is set as --config.FIELD=VALUE")):
+    with pytest.raises(entry.CommandLineError, match=message):
+      entry.parse_command_line(argv)
+
+
+def test_values_take_the_type_of_their_field():
+  config = prepared("quickstart", "--config.data.dataset=123", "--config.data.download=false",
+                    "--config.projector.hidden=[32, 16]", "--config.seed=3",
+                    "--config.optimizer.base_lr=1", "--config.data.data_dir=/data/2024",
+                    "--config.init_from=None")
+  assert config.data.dataset == "123"                  # a string field keeps the text
+  assert config.data.download is False                 # a bool field: true / false
+  assert config.projector.hidden == (32, 16)           # a tuple field: a list literal
+  assert config.seed == 3 and config.optimizer.base_lr == 1.0
+  assert config.data.data_dir == "/data/2024"          # a typed None field: its type
+  assert config.is_locked
+  base = load_config("quickstart")
+  assert prepared("quickstart").to_dict() == base.to_dict()  # no override: the file's
+  with pytest.raises(entry.CommandLineError, match=r"--config.seed='x' does not fit "
+                     r"config.seed"):
+    prepared("quickstart", "--config.seed=x")
+  with pytest.raises(entry.CommandLineError, match="config.data.download is True or False"):
+    prepared("quickstart", "--config.data.download=maybe")

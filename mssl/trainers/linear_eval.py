@@ -14,11 +14,10 @@ on them with its own cosine schedule and the kNN classifier votes. Dataset field
 
 from __future__ import annotations
 
-import json
 import os
 
 from mssl import evaluator as evaluator_lib
-from mssl import data, export, sharding
+from mssl import data, export, loop, sharding
 from mssl.steps.common import embed_outputs
 
 
@@ -44,8 +43,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                       apply=embed_outputs(network))
   results = evaluator_lib.offline_probe(evaluator, sharding.replicate(mesh, variables))
   results = {"checkpoint_step": int(step), **{k: float(v) for k, v in results.items()}}
-  with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:
-    json.dump(results, f, indent=2, sort_keys=True)
+  loop.write_results(workdir, results)  # process 0 writes, as every trainer's results
   print(f"linear probe {100 * results['linear_probe']:.2f}%  "
         f"kNN {100 * results['knn']:.2f}%  (checkpoint step {step})")
   return results
