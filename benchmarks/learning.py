@@ -47,7 +47,13 @@ if str(ROOT) not in sys.path:
 import common  # noqa: E402  (benchmarks/common.py)
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "learning_cpu.json"
-MASKED_IMAGE = ("mmae", "umae", "mae")
+
+
+def masked_image(objective: str) -> bool:
+  """Whether ``objective`` is of the masked-image family (its registry entry says)."""
+  from mssl.steps import family  # no TensorFlow
+  return family.family_name(objective) == "masked_image"
+
 COLUMNS = ("objective", "config", "seed", "steps", "wall_s", "pretrained_linear",
            "pretrained_knn", "random_linear", "random_knn", "pixels_linear", "pixels_knn",
            "finetune", "random_finetune")
@@ -77,7 +83,7 @@ def objectives() -> list[str]:
 def commands(objective: str, seed: int, workdir: str, steps: int | None = None):
   """The ``python -m mssl.main`` argument lists of one row, by their role."""
   seed_arg = f"--config.seed={seed}"
-  if objective in MASKED_IMAGE:
+  if masked_image(objective):
     words = ",".join(w for w in (objective if objective != "mmae" else "",
                                  f"steps={steps}" if steps else "") if w)
     pre = f"{workdir}/pretrain"
@@ -130,7 +136,7 @@ def run_row(objective: str, seed: int, root: pathlib.Path, steps: int | None) ->
              random_knn=pre.get("random_init/knn"),
              pixels_linear=pre.get("pixels/linear_probe"),
              pixels_knn=pre.get("pixels/knn"), finetune=None, random_finetune=None)
-  if objective in MASKED_IMAGE:
+  if masked_image(objective):
     row["finetune"] = results_of(str(workdir / "finetune")).get("eval/accuracy")
     row["random_finetune"] = results_of(str(workdir / "random_finetune")).get(
         "eval/accuracy")
@@ -169,7 +175,7 @@ def summary(rows: list[dict]) -> list[dict]:
       values = [r[key] for r in mine if r[key] is not None]
       stats[key] = common.mean_range(values) if values else None
     mean = {k: v[0] for k, v in stats.items() if isinstance(v, tuple)}
-    if objective in MASKED_IMAGE:
+    if masked_image(objective):
       gaps = [("fine-tune", mean["finetune"] - mean["random_finetune"], FINETUNE_MARGIN),
               ("linear probe", mean["pretrained_linear"] - mean["random_linear"], 1e-9)]
     else:

@@ -1,7 +1,7 @@
 """The training loop every trainer shares: resume, step, check, log, evaluate, save.
 
-A trainer (:mod:`mssl.trainers`: two-view and masked-image pretraining through
-:func:`mssl.pretraining.pretrain`, supervised fine-tuning) builds a :class:`Job`: the
+A trainer (:mod:`mssl.trainers`: pretraining of every family, supervised fine-tuning,
+the language model) builds a :class:`Job`: the
 initial state, a jitted ``train_step(state, batch) -> (state, metrics)``, a dataset factory
 that starts at any input position, and an evaluator; :func:`run` does the rest:
 

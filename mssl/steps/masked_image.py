@@ -1,5 +1,6 @@
 """The masked-image step: M-MAE, U-MAE and MAE in one single-branch network (no
-TensorFlow; the trainer that runs it is :mod:`mssl.trainers.masked_image`).
+TensorFlow; the trainer that runs it is :mod:`mssl.trainers.pretraining`, through
+:mod:`mssl.steps.family`).
 
 One view per example (random-resized crop 0.2-1 + flip), a masked auto-encoder
 (``mssl.models.MAE``: ViT encoder on the visible 25% of patches, a light decoder predicting

@@ -15,7 +15,7 @@ What a step does, for the two-view objectives of ``mssl.losses``:
 
 Objectives see the global batch (the batch is sharded over the ``data`` mesh axis and the
 state replicated), so covariances and negatives are global. The trainer that runs this
-step is :mod:`mssl.trainers.two_view`.
+step is :mod:`mssl.trainers.pretraining` (through :mod:`mssl.steps.family`).
 """
 
 from __future__ import annotations
