@@ -202,23 +202,28 @@ def reconstructions(network, params, images, seed: int = 0) -> dict:
   patches of the reconstruction are shown beside the visible ones of the input.
   """
   mae = network.mae
-  out = network.apply({"params": params}, jnp.asarray(images), jax.random.key(seed),
-                      train=False)
-  patches = models.patchify(network.standardize(jnp.asarray(images)), mae.patch_size)
-  pred = out.pred.astype(jnp.float32)
-  if mae.norm_pix_loss:
-    mean = patches.mean(-1, keepdims=True)
-    std = jnp.sqrt(patches.var(-1, keepdims=True) + 1e-6)
-    pred = pred * std + mean
-  shown = jnp.where(out.mask[..., None] > 0, pred, patches)
 
-  def to_image(p):
-    x = models.unpatchify(p, mae.patch_size) * IMAGE_STD + IMAGE_MEAN
-    return np.clip(np.asarray(x), 0.0, 1.0)
-  hidden = np.asarray(models.unpatchify(
-      jnp.broadcast_to(out.mask[..., None], patches.shape), mae.patch_size)) > 0.5
-  masked = np.where(hidden, 0.5, np.asarray(images))
-  return {"original": np.asarray(images), "masked": masked, "reconstruction": to_image(shown)}
+  # One compiled program: run op by op, the model's forward compiled each of its ops
+  # separately (4.4 s of a 40-step CPU run's 36 s, measured).
+  @jax.jit
+  def forward(params, images):
+    out = network.apply({"params": params}, images, jax.random.key(seed), train=False)
+    patches = models.patchify(network.standardize(images), mae.patch_size)
+    pred = out.pred.astype(jnp.float32)
+    if mae.norm_pix_loss:
+      mean = patches.mean(-1, keepdims=True)
+      std = jnp.sqrt(patches.var(-1, keepdims=True) + 1e-6)
+      pred = pred * std + mean
+    shown = jnp.where(out.mask[..., None] > 0, pred, patches)
+    reconstruction = models.unpatchify(shown, mae.patch_size) * IMAGE_STD + IMAGE_MEAN
+    hidden = models.unpatchify(jnp.broadcast_to(out.mask[..., None], patches.shape),
+                               mae.patch_size) > 0.5
+    return jnp.clip(reconstruction, 0.0, 1.0), hidden
+
+  images = np.asarray(images)
+  reconstruction, hidden = jax.device_get(forward(params, jnp.asarray(images)))
+  masked = np.where(hidden, 0.5, images)
+  return {"original": images, "masked": masked, "reconstruction": reconstruction}
 
 
 # The family face's end-of-training preview (mssl.trainers.pretraining writes it as

@@ -62,7 +62,7 @@ def test_batchnorm_statistics_are_global_under_sharding(data_mesh):
   model = models.encoder("resnet18", stem="cifar", width=8)
   rng = np.random.default_rng(1)
   x = rng.normal(size=(16, 16, 16, 3)).astype(np.float32)
-  variables = model.init(jax.random.key(0), x[:2], train=False)
+  variables = jit_init(model, jax.random.key(0), x[:2], train=False)
 
   @jax.jit
   def forward(variables, x):
@@ -75,7 +75,7 @@ def test_batchnorm_statistics_are_global_under_sharding(data_mesh):
                                                                  atol=1e-6),
                          got_state, want_state)
   # And the statistics are those of the whole batch, not of one device's shard.
-  stem = model.apply(variables, x[:2], train=True, mutable=["batch_stats"])[1]
+  stem = forward(variables, x[:2])[1]
   assert not np.allclose(stem["batch_stats"]["stem_bn"]["mean"],
                          want_state["batch_stats"]["stem_bn"]["mean"])
 

@@ -8,7 +8,7 @@ import numpy as np
 from mssl import matrix
 from mssl.steps import masked_image
 
-from helpers import load_config, tiny_mae
+from helpers import jit_init, load_config, tiny_mae
 
 
 def test_effective_rank_is_logged_on_logging_steps_only():
@@ -37,7 +37,7 @@ def test_effective_rank_is_logged_on_logging_steps_only():
 def test_reconstructions_are_images_in_range(tiny_output):
   network = masked_image.MaskedImageNetwork(tiny_mae())
   images = np.random.default_rng(0).uniform(size=(3, 16, 16, 3)).astype(np.float32)
-  params = network.init(jax.random.key(0), images, jax.random.key(1), train=False)["params"]
+  params = jit_init(network, jax.random.key(0), images, jax.random.key(1), train=False)["params"]
   out = masked_image.reconstructions(network, params, images)
   assert set(out) == {"original", "masked", "reconstruction"}
   for value in out.values():
