@@ -45,6 +45,13 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
     __import__("tempfile").gettempdir(),
     "mssl-test-xla-cache-" + os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))))
+# The runs the tests start cache every program, not only those that took 1 s to compile
+# (jax's default): the resume, signal and README tests start the same run in several
+# processes, and a run's hundreds of small programs (evaluation, checkpoint slicing)
+# cost more to compile than to load (resume in a new process: 49 s -> 44 s measured).
+# The test processes themselves keep the default below: they seldom compile the same
+# program twice, and writing every one cost 5% (tests/losses/test_registry.py).
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import contextlib
 import pathlib
@@ -59,6 +66,8 @@ if str(TESTS) not in sys.path:
 import jax
 import numpy as np
 import pytest
+
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def enable_x64(on: bool = True):

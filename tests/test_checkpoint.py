@@ -73,7 +73,7 @@ def test_leftover_temporary_directories_are_removed_on_start(tmp_path):
   assert not leftover.exists() and steps_on_disk(tmp_path) == [1, 2, 3, 4]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=13)
 def test_truncated_latest_checkpoint_is_skipped(tfds_dir, tmp_path, caplog):
   config = small(load_config("simclr_r18_cifar", "runlocal"), tfds_dir, total_steps=4,
                  checkpoint_every=2, eval_every=4, **{"model.name": "vit_micro",

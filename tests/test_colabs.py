@@ -46,7 +46,7 @@ def test_matrix_toolkit_notebook(tmp_path, tfds_dir):
   assert "Taylor logarithm" in out
 
 
-@pytest.mark.slow(seconds=45)
+@pytest.mark.slow(seconds=40)
 def test_quickstart_notebook(tmp_path, tfds_dir):
   out = run_notebook("quickstart.ipynb", tmp_path, tfds_dir)
   workdir = tmp_path / "quickstart"
@@ -57,7 +57,7 @@ def test_quickstart_notebook(tmp_path, tfds_dir):
   assert probe["checkpoint_step"] == 4 and 0.0 <= probe["linear_probe"] <= 1.0
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=30)
 def test_embed_images_notebook(tmp_path, tfds_dir):
   out = run_notebook("embed_images.ipynb", tmp_path, tfds_dir)
   assert len(list((tmp_path / "my_images").glob("*.png"))) == 40

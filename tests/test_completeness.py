@@ -9,7 +9,10 @@
   parametrisation of tests/trainers/test_pretraining.py::test_every_objective_runlocal or
   the masked-image runs of conftest.pretrained (helpers.MASKED_IMAGE_RUNS);
 * every config file is loaded by a test: the parametrisation of
-  tests/test_configs.py::test_config_loads_with_its_documented_command.
+  tests/test_configs.py::test_config_loads_with_its_documented_command;
+* every ``slow`` mark states its measured seconds: tests/conftest.py starts the longest
+  first, and xdist hands out one test at a time, so a slow test without them starts last
+  and can leave one worker running alone at the end.
 
 The lists are read from those tests themselves (their parametrize marks), not copied here;
 test_the_checks_catch_what_they_are_for shows that each check can fail.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import pathlib
+import re
 
 import pytest
 
@@ -85,6 +89,19 @@ def objective_gaps(objective: str, *, rows, configured, end_to_end, names) -> li
 
 def unloaded_configs(files, loaded) -> list[str]:
   return sorted(set(files) - set(loaded))
+
+
+SLOW_WITHOUT_SECONDS = re.compile(r"mark\.slow\b(?!\(seconds=)")
+
+
+def slow_marks_without_seconds(files) -> list[str]:
+  """``path:line`` of each slow mark that does not state ``seconds=``."""
+  found = []
+  for path in files:
+    for number, line in enumerate(pathlib.Path(path).read_text().splitlines(), 1):
+      if SLOW_WITHOUT_SECONDS.search(line.split("#")[0]):
+        found.append(f"{pathlib.Path(path).name}:{number}")
+  return found
 
 
 # ------------------------------------------------------------ what the tests hold ------
@@ -156,6 +173,10 @@ def test_every_config_file_is_loaded_by_a_test():
   assert unloaded_configs(config_files(), loaded) == []
 
 
+def test_every_slow_mark_states_its_seconds():
+  assert slow_marks_without_seconds(sorted(TESTS.rglob("test_*.py"))) == []
+
+
 def test_the_checks_catch_what_they_are_for(tmp_path):
   """Each check flags what it is for (so a passing run above means something), and reads
   the lists it checks from the tests themselves."""
@@ -195,3 +216,9 @@ def test_the_checks_catch_what_they_are_for(tmp_path):
   assert unloaded_configs(config_files() + ["new_recipe"], config_files()) == ["new_recipe"]
   with pytest.raises(LookupError):
     parametrized(test_the_checks_catch_what_they_are_for, "name")
+  # (d) A slow mark without its seconds, bare or with other arguments.
+  marked = tmp_path / "test_marked.py"
+  slow = "@pytest.mark." + "slow"  # split, so that this file itself passes the check
+  marked.write_text(f"{slow}\ndef a(): pass\n{slow}(seconds=3)\ndef b(): pass\n"
+                    f"{slow}()\ndef c(): pass\n")
+  assert slow_marks_without_seconds([marked]) == ["test_marked.py:1", "test_marked.py:5"]

@@ -50,7 +50,7 @@ def test_what_is_not_a_pretraining_workdir_is_named(tmp_path):
     export.load_encoder(str(tmp_path))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=11)
 def test_export_and_offline_linear_eval(tfds_dir, tmp_path):
   pre = tmp_path / "pre"
   config = small(load_config("barlow_twins_r18_cifar", "runlocal"), tfds_dir,
@@ -176,7 +176,7 @@ def test_timm_export_of_a_two_view_vit_gives_its_features_and_reads_back(tmp_pat
     export.export_weights(str(tmp_path / "r18"), "timm", out)
 
 
-@pytest.mark.slow(seconds=40)
+@pytest.mark.slow(seconds=2)
 def test_timm_export_of_a_masked_image_encoder_writes_its_sincos_table(pretrained, tmp_path):
   from models.reference import timm_vit
   from safetensors.numpy import load_file

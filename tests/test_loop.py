@@ -122,7 +122,7 @@ def test_finished_run_reports_it_without_training(tmp_path):
 
 
 # ------------------------------------------------------------ resume -------------------
-@pytest.mark.slow(seconds=60)
+@pytest.mark.slow(seconds=55)
 def test_resume_in_a_new_process_matches_straight_run(tfds_dir, tmp_path):
   """N steps straight == k steps, then a new process resuming from the workdir to N."""
   overrides = ["--config.data.data_dir=" + tfds_dir, "--config.data.image_size=16",
@@ -172,7 +172,7 @@ def _signalled_run(args, workdir, signum, after_step):
   return proc, log.read()
 
 
-@pytest.mark.slow(seconds=70)
+@pytest.mark.slow(seconds=75)
 def test_sigterm_saves_and_resumes_then_sigkill_resumes_from_last_checkpoint(tfds_dir,
                                                                              tmp_path):
   """SIGTERM, the usual preemption notice in a one-process run (plain `python -m
@@ -211,7 +211,7 @@ def test_sigterm_saves_and_resumes_then_sigkill_resumes_from_last_checkpoint(tfd
 
 
 # ------------------------------------------------------------ NaN stop -----------------
-@pytest.mark.slow
+@pytest.mark.slow(seconds=8)
 def test_stops_at_first_non_finite_loss_and_keeps_last_checkpoint(tfds_dir, tmp_path):
   config = small(load_config("vicreg_r18_cifar", "runlocal"), tfds_dir, total_steps=6,
                  checkpoint_every=1, eval_every=100, log_every=100,

@@ -105,7 +105,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
-@pytest.mark.slow(seconds=40)
+@pytest.mark.slow(seconds=30)
 def test_two_processes_train_together_like_one(tmp_path):
   """Two jax.distributed processes (gloo) and one process, same global batch: same step."""
   script = ROOT / "tests" / "multiprocess_step.py"

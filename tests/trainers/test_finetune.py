@@ -56,7 +56,7 @@ def test_linear_probe_and_finetune_from_an_mmae_checkpoint(pretrained, tmp_path)
   assert json.loads((tmp_path / "ft" / "run.json").read_text())["pretrained_step"] == 40
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=8)
 @pytest.mark.parametrize("init", ["pretrained", "random"])
 def test_finetune_starts_from_the_pretrained_encoder_or_random_init(pretrained, tmp_path,
                                                                      init):

@@ -47,7 +47,7 @@ def saved_params(workdir, step):
     return flat(reader.restore(workdir / "checkpoints" / str(step) / "state")["params"])
 
 
-@pytest.mark.slow(seconds=60)
+@pytest.mark.slow(seconds=45)
 def test_a_run_trains_evaluates_and_resumes_to_the_uninterrupted_parameters(tmp_path):
   config = load_config("mce_lm_arith", "runlocal")
   results = train.train_and_evaluate(config, str(tmp_path / "whole"))

@@ -24,7 +24,7 @@ METHODS = ("matrix_ssl", "mec", "kernel_ssl", "simclr", "byol", "simsiam", "barl
 
 
 # ------------------------------------------------------------ every objective ----------
-@pytest.mark.slow
+@pytest.mark.slow(seconds=10)
 @pytest.mark.parametrize("method", METHODS)
 def test_every_objective_runlocal(method, tfds_dir, tmp_path):
   config = small(load_config(f"{method}_r18_cifar", "runlocal"), tfds_dir,
@@ -48,7 +48,7 @@ def test_every_objective_runlocal(method, tfds_dir, tmp_path):
   assert saved["objective"] == method
 
 
-@pytest.mark.slow(seconds=40)
+@pytest.mark.slow(seconds=13)
 def test_a_run_starts_its_encoder_from_init_from(tfds_dir, tmp_path):
   """config.init_from: the run's encoder starts from the file's weights (one step at a
   learning rate of 1e-12 leaves them in its checkpoint), its heads from initialisation."""
@@ -71,7 +71,7 @@ def test_a_run_starts_its_encoder_from_init_from(tfds_dir, tmp_path):
   assert json.loads((tmp_path / "run" / "config.json").read_text())["init_from"] == path
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=11)
 def test_end_to_end_on_mock_tfds(tmp_path):
   config = load_config("simclr_r18_cifar", "cifar10,runlocal")
   config.data.dataset = "cifar10"
@@ -92,7 +92,7 @@ def test_end_to_end_on_mock_tfds(tmp_path):
 
 
 # ------------------------------------------------------------ the quickstart learns ----
-@pytest.mark.slow(seconds=130)
+@pytest.mark.slow(seconds=210)
 def test_quickstart_recipe_beats_random_init(tfds_dir, tmp_path):
   """The README's quickstart command, shortened to 500 of its 2000 steps (~3 min), already
   puts the pretrained encoder clearly above the same encoder at random initialisation
@@ -118,7 +118,7 @@ def _series(records, key):
   return [r[key] for r in records if key in r]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=1)
 def test_masked_image_runs_lower_reconstruction_and_mmae_raises_rank(pretrained):
   ranks = {}
   for objective, (workdir, results, records) in pretrained.items():
@@ -135,7 +135,7 @@ def test_masked_image_runs_lower_reconstruction_and_mmae_raises_rank(pretrained)
   assert ranks["mmae"] > ranks["mae"], ranks
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 def test_mmae_logs_its_components_and_resumes(pretrained, tfds_dir, tmp_path):
   workdir, _, records = pretrained["mmae"]
   keys = set().union(*records)
@@ -165,7 +165,7 @@ def _finished_run_config(tfds_dir):
   return config
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=15)
 def test_finished_workdir_keeps_its_results_unless_asked_to_reevaluate(tfds_dir, tmp_path):
   config = _finished_run_config(tfds_dir)
   first = train.train_and_evaluate(config, str(tmp_path))
@@ -195,7 +195,7 @@ def test_final_table_names_every_baseline_the_encoder_does_not_beat():
   assert "note" not in pretraining.format_results(final)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=12)
 def test_a_kill_during_the_final_evaluation_is_made_good_by_the_rerun(tfds_dir, tmp_path):
   """A workdir trained to the end whose results.json was never written (SIGKILL during the
   final evaluation): the rerun evaluates again and writes complete results, with the
