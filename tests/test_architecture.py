@@ -25,7 +25,7 @@ LAYERS = (
     ("core", ("mssl.matrix", "mssl.losses", "mssl.losses.", "mssl.models", "mssl.models.",
               "mssl.optim", "mssl.sharding")),
     ("steps", ("mssl.steps", "mssl.steps.", "mssl.data.views", "mssl.data.device_augment")),
-    ("services", ("mssl.data", "mssl.data.", "mssl.evaluate", "mssl.evaluator",
+    ("services", ("mssl.data", "mssl.data.", "mssl.eval", "mssl.eval.",
                   "mssl.checkpoint", "mssl.workdir", "mssl.writers", "mssl.plots",
                   "mssl.loop", "mssl.export", "mssl.validation")),
     ("trainers", ("mssl.trainers", "mssl.trainers.")),

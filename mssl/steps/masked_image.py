@@ -110,7 +110,7 @@ def encoder_params(params: dict) -> dict:
 
 
 def evaluator_apply(network: MaskedImageNetwork):
-  """``apply(variables, images) -> {"features"}`` for :class:`mssl.evaluator.Evaluator`:
+  """``apply(variables, images) -> {"features"}`` for :class:`mssl.eval.evaluator.Evaluator`:
   the unmasked encoder's CLS feature."""
   return embed_outputs(network)
 

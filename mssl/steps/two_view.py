@@ -152,7 +152,7 @@ def encoder_params(params: dict) -> dict:
 
 
 def evaluator_apply(network: SSLNetwork):
-  """``apply(variables, images) -> outputs`` for :class:`mssl.evaluator.Evaluator`: the
+  """``apply(variables, images) -> outputs`` for :class:`mssl.eval.evaluator.Evaluator`: the
   features, the projection (whose spectrum is plotted) and the online classifier's
   logits, in evaluation mode."""
   return lambda variables, images: network.apply(variables, images, train=False)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from mssl import export, loop, sharding, writers
 from mssl.data import training_input as training_input_lib
-from mssl.evaluator import Evaluator
+from mssl.eval.evaluator import Evaluator
 from mssl.models.vit import VIT_SIZES
 from mssl.steps import finetune
 

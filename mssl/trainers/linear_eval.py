@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import os
 
-from mssl import evaluator as evaluator_lib
 from mssl import data, export, loop, sharding
+from mssl.eval import evaluator as evaluator_lib
 from mssl.steps.common import embed_outputs
 
 
@@ -41,7 +41,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   mesh = sharding.make_mesh()
   evaluator = evaluator_lib.Evaluator(eval_config, mesh, num_classes,
                                       apply=embed_outputs(network))
-  results = evaluator_lib.offline_probe(evaluator, sharding.replicate(mesh, variables))
+  results = evaluator.probe(sharding.replicate(mesh, variables))
   results = {"checkpoint_step": int(step), **{k: float(v) for k, v in results.items()}}
   loop.write_results(workdir, results)  # process 0 writes, as every trainer's results
   print(f"linear probe {100 * results['linear_probe']:.2f}%  "

@@ -34,8 +34,9 @@ import os
 
 import jax
 
-from mssl import evaluate, export, loop, sharding, writers
-from mssl import evaluator as evaluator_lib
+from mssl import export, loop, sharding, writers
+from mssl.eval import evaluator as evaluator_lib
+from mssl.eval import table
 from mssl.data import training_input as training_input_lib
 from mssl.steps import family as family_lib
 
@@ -112,7 +113,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     writer.write_scalars(int(state["step"]), final)
     results.update(final)
     if is_main:
-      print(format_results(final))
+      print(table.format_results(final))
   writer.flush()
   loop.write_results(workdir, results)
   writer.close()
@@ -129,7 +130,7 @@ def final_evaluation(config, mesh, evaluator, variables, random_variables) -> di
   if config.eval.get("compare_pixels", True):
     rows.append(("pixels", dict, True))
   return {f"{row}/{k}": v for row, make, pixels in rows
-          for k, v in evaluator_lib.offline_probe(evaluator, make(), pixels=pixels).items()}
+          for k, v in evaluator.probe(make(), pixels=pixels).items()}
 
 
 def write_previews(config, workdir: str, preview_images, network, state, evaluator) -> None:
@@ -155,16 +156,3 @@ def write_embedding_plot(config, workdir: str, evaluator) -> None:
   name = plots.write_embedding(os.path.join(workdir, "embedding.png"), *found, method,
                                seed=config.seed)
   logging.info("embedding.png: %d eval-split points drawn with %s", len(found[1]), name)
-
-
-def format_results(final: dict) -> str:
-  """The final table: linear probe and kNN of each row, and a note for each baseline the
-  encoder does not beat."""
-  rows = ["", "                      linear probe    kNN (k=20)"]
-  for prefix, name in (("pretrained", "pretrained encoder"), ("random_init", "random init"),
-                       ("pixels", "raw pixels")):
-    if f"{prefix}/linear_probe" in final:
-      rows.append(f"{name:>20}    {100 * final[f'{prefix}/linear_probe']:10.2f}%  "
-                  f"{100 * final[f'{prefix}/knn']:10.2f}%")
-  rows += [f"  note: {line}." for line in evaluate.unbeaten_baselines(final)]
-  return "\n".join(rows)

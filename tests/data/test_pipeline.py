@@ -162,7 +162,7 @@ def _contents(split):
 def test_folder_label_ids_come_from_the_training_split_for_every_split(tmp_path):
   """A test split without class 'a' keeps 'b' = 1, 'c' = 2 (was re-indexed from 0:
   every label off by one, kNN 0.0 on these separable colours)."""
-  from mssl import evaluate
+  from mssl.eval import metrics
   _write_classes(tmp_path, "train", {"a": 12, "b": 12, "c": 12})
   _write_classes(tmp_path, "test", {"b": 6, "c": 6})
   name = f"image_folder:{tmp_path}"
@@ -175,7 +175,7 @@ def test_folder_label_ids_come_from_the_training_split_for_every_split(tmp_path)
   x_train, y_train = colour_means(train)
   x_test, y_test = colour_means(test)
   assert np.bincount(y_test).tolist() == [0, 6, 6]
-  accuracy = evaluate.knn_accuracy(x_train, y_train, x_test, y_test, num_classes=3, k=5,
+  accuracy = metrics.knn_accuracy(x_train, y_train, x_test, y_test, num_classes=3, k=5,
                                    temperature=0.1)
   assert accuracy == 1.0
   assert train.class_names == test.class_names == ("a", "b", "c")

@@ -9,7 +9,7 @@ import chex
 import jax
 import numpy as np
 
-from mssl import evaluator as evaluator_lib
+from mssl.eval import evaluator as evaluator_lib
 from mssl.trainers import linear_eval
 
 from helpers import load_config, pretraining_workdir
@@ -24,12 +24,11 @@ def test_probe_lays_its_fields_over_the_pretraining_config_and_saves_the_results
     def __init__(self, config, mesh, num_classes, apply):
       seen.update(config=config, num_classes=num_classes)
 
-  def offline_probe(evaluator, probed):
-    seen["variables"] = jax.device_get(probed)
-    return {"linear_probe": np.float32(0.25), "knn": np.float64(0.5)}
+    def probe(self, probed):
+      seen["variables"] = jax.device_get(probed)
+      return {"linear_probe": np.float32(0.25), "knn": np.float64(0.5)}
 
   monkeypatch.setattr(evaluator_lib, "Evaluator", Evaluator)
-  monkeypatch.setattr(evaluator_lib, "offline_probe", offline_probe)
   config = load_config("linear_eval")
   config.pretrained_workdir = str(tmp_path / "pre")
   config.data.knn_split = "train[:64]"
@@ -61,9 +60,10 @@ def test_probe_has_the_evaluation_datasets_classes(tmp_path, monkeypatch):
   class Evaluator:
     def __init__(self, config, mesh, num_classes, apply):
       seen.update(num_classes=num_classes)
+
+    def probe(self, variables):
+      return {"linear_probe": 0.5, "knn": 0.5}
   monkeypatch.setattr(evaluator_lib, "Evaluator", Evaluator)
-  monkeypatch.setattr(evaluator_lib, "offline_probe",
-                      lambda e, v: {"linear_probe": 0.5, "knn": 0.5})
   config = load_config("linear_eval")
   config.pretrained_workdir = str(tmp_path / "pre")
   config.data.dataset = f"image_folder:{root}"

@@ -2,8 +2,8 @@
 config, the mock tfds path, a run that starts from exported weights (config.init_from),
 the quickstart recipe learning; the M-MAE, U-MAE and MAE runs (conftest.pretrained) that
 lower the reconstruction loss, raise the CLS rank (M-MAE), log their components and resume;
-a finished workdir that keeps its results, a kill during the final evaluation made good,
-and the final table naming every baseline the encoder does not beat."""
+a finished workdir that keeps its results, and a kill during the final evaluation made
+good (the final table itself: tests/eval/test_table.py)."""
 
 import json
 
@@ -13,7 +13,6 @@ import pytest
 import tensorflow_datasets as tfds
 
 from mssl import export, train, writers
-from mssl.trainers import pretraining
 
 from helpers import flat, load_config, masked_config, pretraining_workdir, run_main, small
 
@@ -178,21 +177,6 @@ def test_finished_workdir_keeps_its_results_unless_asked_to_reevaluate(tfds_dir,
   redone = train.train_and_evaluate(config, str(tmp_path))
   assert redone["train_seconds"] == pytest.approx(first["train_seconds"])  # kept
   assert redone["pretrained/knn"] == pytest.approx(first["pretrained/knn"])
-
-
-def test_final_table_names_every_baseline_the_encoder_does_not_beat():
-  final = {"pretrained/linear_probe": 0.8675, "pretrained/knn": 0.40,
-           "random_init/linear_probe": 0.8210, "random_init/knn": 0.43,
-           "pixels/linear_probe": 0.9135, "pixels/knn": 0.9575}
-  table = pretraining.format_results(final)
-  assert "  pretrained encoder         86.75%       40.00%" in table
-  assert "          raw pixels         91.35%       95.75%" in table
-  assert ("note: the pretrained encoder does not beat raw pixels on the linear probe: "
-          "86.75% vs 91.35%.") in table
-  assert "does not beat random init on the kNN: 40.00% vs 43.00%." in table
-  assert "random init on the linear probe" not in table
-  final.update({"pretrained/linear_probe": 0.95, "pretrained/knn": 0.96})
-  assert "note" not in pretraining.format_results(final)
 
 
 @pytest.mark.slow(seconds=12)

@@ -1,11 +1,11 @@
 """Evaluation of an encoder during and after training, on the eval split.
 
 :class:`Evaluator` takes a features function ``apply(variables, images) -> outputs`` and
-gives the periodic metrics (kNN, the online classifier's accuracy, effective ranks, the
-embedding spectrum); :func:`offline_probe` gives the final linear probe and kNN on frozen
-features, of an encoder or (``pixels=True``) of the images' own pixels. Numbers come from
-:mod:`mssl.evaluate` (pure functions); this module feeds it batches (tf.data, imported on
-first use) on the mesh.
+gives the periodic metrics (kNN, the online classifier's accuracy, effective ranks; the
+embedding spectrum by its own call); :meth:`Evaluator.probe` gives the final linear probe
+and kNN on frozen features, of an encoder or (``pixels=True``) of the images' own pixels.
+Numbers come from :mod:`mssl.eval.metrics` (pure functions); this module feeds it batches
+(tf.data, imported on first use) on the mesh.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from mssl import evaluate, matrix, sharding
+from mssl import matrix, sharding
+from mssl.eval import metrics
 
 
 @dataclasses.dataclass
@@ -30,7 +31,7 @@ class Evaluator:
   outputs in evaluation mode: ``features`` (always; what kNN and the probes use), and
   optionally ``projection`` (its spectrum is plotted) and ``logits`` (accuracy reported as
   ``logits_metric``). Calling the evaluator on a train state gives the periodic metrics
-  (a dict), :meth:`spectrum` the last evaluation's spectrum; :func:`offline_probe` trains
+  (a dict), :meth:`spectrum` the last evaluation's spectrum; :meth:`probe` trains
   the final linear probe on the same features.
   """
   config: ml_collections.ConfigDict
@@ -97,16 +98,16 @@ class Evaluator:
     out = self.outputs(variables, self.eval_data)
     labels = out["label"]
     labelled = labels >= 0
-    metrics = {f"eval/effective_rank_{k}": float(matrix.effective_rank(jnp.asarray(out[k])))
+    found = {f"eval/effective_rank_{k}": float(matrix.effective_rank(jnp.asarray(out[k])))
                for k in ("features", "projection") if k in out}
     if "logits" in out and labelled.any():
-      metrics[self.logits_metric] = float(np.mean(
+      found[self.logits_metric] = float(np.mean(
           np.argmax(out["logits"][labelled], -1) == labels[labelled]))
     if self.knn and labelled.any():
       train_out = self.outputs(variables, self.knn_data)
       keep = train_out["label"] >= 0
       if keep.any():
-        metrics["eval/knn_accuracy"] = evaluate.knn_accuracy(
+        found["eval/knn_accuracy"] = metrics.knn_accuracy(
             train_out["features"][keep], train_out["label"][keep],
             out["features"][labelled], labels[labelled], num_classes=self.num_classes,
             k=self.config.eval.knn_k, temperature=self.config.eval.knn_temperature)
@@ -116,39 +117,38 @@ class Evaluator:
     keep = np.flatnonzero(labelled)[:points]
     self.last_features = (out["features"][keep], labels[keep])
     self._spectrum = np.asarray(matrix.embedding_spectrum(jnp.asarray(embedding)))
-    return metrics
+    return found
 
   def spectrum(self):
     """The eigenvalue spectrum of the last evaluation's embedding (the projection, or the
     features of a network without one), or None before the first evaluation."""
     return self._spectrum
 
-
-def offline_probe(evaluator: Evaluator, variables, pixels: bool = False) -> dict:
-  """Offline linear probe and kNN on frozen features of ``variables``' encoder, or
-  (``pixels=True``) on the images' downsampled pixels (:func:`evaluate.pixel_features`),
-  standardised: the baseline an encoder has to beat."""
-  apply = None
-  if pixels:
-    size = evaluator.config.eval.get("pixel_size", 16)
-    apply = jax.jit(lambda _, images: {"features": evaluate.pixel_features(images, size)},
-                    in_shardings=(sharding.replicated(evaluator.mesh),
-                                  sharding.batch_sharded(evaluator.mesh)))
-  out = evaluator.outputs(variables, evaluator.eval_data, apply)
-  train_out = evaluator.outputs(variables, evaluator.knn_data, apply)
-  if pixels:
-    train_out["features"], out["features"] = evaluate.standardize(train_out["features"],
-                                                                  out["features"])
-  e = evaluator.config.eval
-  kw = dict(num_classes=evaluator.num_classes)
-  return {
-      "linear_probe": evaluate.linear_probe(
-          train_out["features"], train_out["label"], out["features"], out["label"],
-          epochs=e.probe_epochs, lr=e.probe_lr,
-          normalization=e.get("probe_normalization", "standardize"),
-          optimizer=e.get("probe_optimizer", "sgd"),
-          warmup_epochs=e.get("probe_warmup_epochs", 0), **kw),
-      "knn": evaluate.knn_accuracy(train_out["features"], train_out["label"],
-                                   out["features"], out["label"], k=e.knn_k,
-                                   temperature=e.knn_temperature, **kw),
-  }
+  def probe(self, variables, pixels: bool = False) -> dict:
+    """Offline linear probe and kNN on frozen features of ``variables``' encoder, or
+    (``pixels=True``) on the images' downsampled pixels (:func:`metrics.pixel_features`),
+    standardised: the baseline an encoder has to beat."""
+    apply = None
+    if pixels:
+      size = self.config.eval.get("pixel_size", 16)
+      apply = jax.jit(lambda _, images: {"features": metrics.pixel_features(images, size)},
+                      in_shardings=(sharding.replicated(self.mesh),
+                                    sharding.batch_sharded(self.mesh)))
+    out = self.outputs(variables, self.eval_data, apply)
+    train_out = self.outputs(variables, self.knn_data, apply)
+    if pixels:
+      train_out["features"], out["features"] = metrics.standardize_features(
+          train_out["features"], out["features"])
+    e = self.config.eval
+    kw = dict(num_classes=self.num_classes)
+    return {
+        "linear_probe": metrics.linear_probe(
+            train_out["features"], train_out["label"], out["features"], out["label"],
+            epochs=e.probe_epochs, lr=e.probe_lr,
+            normalization=e.get("probe_normalization", "standardize"),
+            optimizer=e.get("probe_optimizer", "sgd"),
+            warmup_epochs=e.get("probe_warmup_epochs", 0), **kw),
+        "knn": metrics.knn_accuracy(train_out["features"], train_out["label"],
+                                    out["features"], out["label"], k=e.knn_k,
+                                    temperature=e.knn_temperature, **kw),
+    }

@@ -1,4 +1,4 @@
-"""Evaluators on frozen features: weighted kNN and a linear probe.
+"""Metrics on frozen features: weighted kNN, a linear probe, the raw-pixel baseline.
 
 * :func:`knn_accuracy`: cosine-similarity kNN with temperature-weighted votes (Wu et al.,
   "Unsupervised Feature Learning via Non-Parametric Instance Discrimination", 2018; the
@@ -10,8 +10,9 @@
   accuracy on the test features is returned.
 * :func:`pixel_features`: the raw-pixel baseline's "features" (downsampled images), so
   the final table says whether an encoder beats the pixels it was given.
-* :func:`unbeaten_baselines`: the lines of the final table where the pretrained encoder
-  does not beat a baseline.
+* :func:`standardize_features`: both sets standardised with the training set's
+  statistics (the pixel baseline's features; images are standardised in the step,
+  :func:`mssl.steps.common.standardize`).
 """
 
 from __future__ import annotations
@@ -149,25 +150,8 @@ def pixel_features(images, size: int = 16) -> jax.Array:
   return images.reshape(n, s * s * c)
 
 
-def standardize(train_feats, test_feats) -> tuple[np.ndarray, np.ndarray]:
+def standardize_features(train_feats, test_feats) -> tuple[np.ndarray, np.ndarray]:
   """Both sets standardised with the training set's per-dimension mean and std."""
   train = np.asarray(train_feats, np.float32)
   mean, std = train.mean(0), train.std(0) + 1e-6
   return (train - mean) / std, (np.asarray(test_feats, np.float32) - mean) / std
-
-
-BASELINE_NAMES = {"random_init": "random init", "pixels": "raw pixels"}
-
-
-def unbeaten_baselines(final: dict, baselines=("random_init", "pixels")) -> list[str]:
-  """``final`` holds ``pretrained/linear_probe`` etc.; one line for every baseline whose
-  accuracy is at least the pretrained encoder's."""
-  lines = []
-  for metric, name in (("linear_probe", "linear probe"), ("knn", "kNN")):
-    mine = final.get(f"pretrained/{metric}")
-    for baseline in baselines:
-      other = final.get(f"{baseline}/{metric}")
-      if mine is not None and other is not None and mine <= other:
-        lines.append(f"the pretrained encoder does not beat {BASELINE_NAMES[baseline]} "
-                     f"on the {name}: {100 * mine:.2f}% vs {100 * other:.2f}%")
-  return lines

@@ -1,5 +1,5 @@
-"""mssl.evaluator: on the mesh, the eval split's outputs are the examples' own (padding
-dropped, in order) and the metrics and the offline probe are mssl.evaluate's numbers on
+"""mssl.eval.evaluator: on the mesh, the eval split's outputs are the examples' own (padding
+dropped, in order) and the metrics and the offline probe are mssl.eval.metrics' numbers on
 them (computed here on the host, without a mesh)."""
 
 import chex
@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from mssl import data, evaluate, evaluator as evaluator_lib, matrix, sharding
+from mssl import data, matrix, sharding
+from mssl.eval import evaluator as evaluator_lib
+from mssl.eval import metrics as metrics_lib
 
 from helpers import load_config
 
@@ -66,7 +68,7 @@ def test_periodic_metrics_are_those_of_the_valid_examples(tfds_dir):
         float(matrix.effective_rank(jnp.asarray(want[key]))), rel=1e-4)
   assert metrics["eval/online_probe_accuracy"] == pytest.approx(
       np.mean(np.argmax(want["logits"], -1) == labels))
-  assert metrics["eval/knn_accuracy"] == pytest.approx(evaluate.knn_accuracy(
+  assert metrics["eval/knn_accuracy"] == pytest.approx(metrics_lib.knn_accuracy(
       _apply(variables, train_images)["features"], train_labels, want["features"], labels,
       num_classes=10, k=config.eval.knn_k, temperature=config.eval.knn_temperature))
   chex.assert_trees_all_close(  # the projection's spectrum, when there is one
@@ -79,12 +81,12 @@ def test_the_pixel_probe_reads_the_standardised_pixels(tfds_dir):
   evaluator = evaluator_lib.Evaluator(config, sharding.make_mesh(), 10, apply=_apply)
   images, labels = _host(config, "test[:40]")
   train_images, train_labels = _host(config, "train[:60]")
-  results = evaluator_lib.offline_probe(evaluator, {"params": {}}, pixels=True)
+  results = evaluator.probe({"params": {}}, pixels=True)
   assert set(results) == {"linear_probe", "knn"} and 0.0 <= results["linear_probe"] <= 1.0
-  train_x, test_x = evaluate.standardize(
-      np.asarray(evaluate.pixel_features(train_images, 16)),   # 8 px: never upsampled
-      np.asarray(evaluate.pixel_features(images, 16)))
+  train_x, test_x = metrics_lib.standardize_features(
+      np.asarray(metrics_lib.pixel_features(train_images, 16)),   # 8 px: never upsampled
+      np.asarray(metrics_lib.pixel_features(images, 16)))
   assert train_x.shape == (60, 8 * 8 * 3)
-  assert results["knn"] == pytest.approx(evaluate.knn_accuracy(
+  assert results["knn"] == pytest.approx(metrics_lib.knn_accuracy(
       train_x, train_labels, test_x, labels, num_classes=10, k=config.eval.knn_k,
       temperature=config.eval.knn_temperature))
