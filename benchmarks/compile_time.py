@@ -15,7 +15,8 @@ included:
 * ``eager``: 60 eager ``(x * 2 + 1).sum()`` on new shapes (op-by-op dispatch compiles
   each op).
 
-The flag sets are tests/conftest.py's choice (``SPEED_FLAGS``) and the steps to it.
+The flag sets add one flag at a time, from XLA's defaults to tests/conftest.py's choice
+(``SPEED_FLAGS``; tests/test_benchmarks.py checks that the last set is it).
 """
 
 from __future__ import annotations
@@ -32,15 +33,21 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 DEVICES = "--xla_force_host_platform_device_count=8"
-FLAG_SETS = {
-    "default": "",
-    "O0": "--xla_backend_optimization_level=0",
-    "O0+elemental_emitters": "--xla_backend_optimization_level=0 "
-                             "--xla_cpu_use_fusion_emitters=false",
-    "O0+elemental_emitters+one_module (tests)": "--xla_backend_optimization_level=0 "
-                                                "--xla_cpu_use_fusion_emitters=false "
-                                                "--xla_cpu_parallel_codegen_split_count=1",
-}
+# Each step's name and the flag it adds to the previous set.
+STEPS = (("O0", "--xla_backend_optimization_level=0"),
+         ("elemental_emitters", "--xla_cpu_use_fusion_emitters=false"),
+         ("one_module", "--xla_cpu_parallel_codegen_split_count=1"))
+
+
+def flag_sets() -> dict:
+  """``{"default": "", "O0": ..., "O0+elemental_emitters": ..., ...}``, each set the one
+  before it plus one step's flag."""
+  sets, names, flags = {"default": ""}, [], []
+  for name, flag in STEPS:
+    names.append(name)
+    flags.append(flag)
+    sets["+".join(names)] = " ".join(flags)
+  return sets
 
 
 def workload() -> dict:
@@ -104,7 +111,7 @@ def main():
     print(json.dumps(workload()))
     return
   rows = []
-  for name, flags in FLAG_SETS.items():
+  for name, flags in flag_sets().items():
     row = {"flag_set": name, **measure(flags, args.repeats)}
     rows.append(row)
     print(json.dumps({k: v for k, v in row.items() if k != "runs"}))

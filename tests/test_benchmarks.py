@@ -231,3 +231,14 @@ def test_language_model_summary_pairs_seeds_and_keeps_the_sign(tmp_path):
   out = readme.read_text()
   assert out.startswith("a\n") and out.endswith("b\n") and "old" not in out
   assert "| CE + MCE (w = 1) | 0,1 |" in out
+
+
+# ------------------------------------------------------------ compile_time.py ----------
+def test_compile_time_builds_up_to_the_suites_flags():
+  """benchmarks/compile_time.py measures the steps to tests/conftest.py's SPEED_FLAGS,
+  one flag added at a time, ending at exactly those flags."""
+  import compile_time  # noqa: E402
+  from conftest import SPEED_FLAGS
+  sets = list(compile_time.flag_sets().values())
+  assert sets[0] == "" and sets[-1].split() == list(SPEED_FLAGS)
+  assert [len(s.split()) for s in sets] == list(range(len(SPEED_FLAGS) + 1))
