@@ -225,7 +225,7 @@ def runlocal(c):
   c.data.eval_crop_fraction = 1.0
   c.data.shuffle_buffer = 2_000
   c.data.cache = "auto"
-  c.data.autotune = False  # see mssl.data.pipeline._options: no 60 s waits on a CPU
+  c.data.autotune = False  # see mssl.data.pipeline.options: no 60 s waits on a CPU
   if c.model.name.startswith("vit_"):
     c.model.name = "vit_micro"
     c.model.patch_size = 4

@@ -54,9 +54,9 @@ def _check_downstream(config, check) -> None:
   fields = ("train_split", "eval_split") if config.mode == "finetune" else \
       ("eval_split", "knn_split")
   for field in fields:
-    problem = data.pipeline.check_split(data_config.dataset, data_config[field],
-                                        data_dir=data_config.data_dir,
-                                        train_split=data_config.train_split)
+    problem = data.check_split(data_config.dataset, data_config[field],
+                               data_dir=data_config.data_dir,
+                               train_split=data_config.train_split)
     check(problem is None, f"config.data.{field}={data_config[field]!r}: {problem}")
 
 
@@ -273,9 +273,9 @@ def validate(config, *, device_count: int | None = None,
     check(config.data.preset in data.PRESETS,
           f"config.data.preset={config.data.preset!r} is not allowed; allowed: "
           f"{', '.join(sorted(data.PRESETS))}.")
-    check(config.data.cache in data.pipeline.CACHE_MODES,
+    check(config.data.cache in data.cache.CACHE_MODES,
           f"config.data.cache={config.data.cache!r} is not allowed; allowed: "
-          f"{', '.join(data.pipeline.CACHE_MODES)}.")
+          f"{', '.join(data.cache.CACHE_MODES)}.")
     prefetch = config.data.get("prefetch", 2)
     check(isinstance(prefetch, int) and prefetch >= 1,
           f"config.data.prefetch={prefetch!r} is not allowed; allowed: an integer >= 1 "
@@ -343,22 +343,22 @@ def validate(config, *, device_count: int | None = None,
   data_dir = config.data.data_dir
   if data_dir is not None:
     check(os.path.isdir(data_dir), f"config.data.data_dir={data_dir!r} does not exist.")
-  if dataset.startswith(data.pipeline.FOLDER_PREFIX):
-    root = dataset[len(data.pipeline.FOLDER_PREFIX):]
+  if data.image_folder.is_image_folder(dataset):
+    root = data.image_folder.root_of(dataset)
     check(os.path.isdir(root), f"config.data.dataset={dataset!r}: the folder {root!r} does "
           "not exist (expected PATH/<split>/<label>/*.png).")
   elif config.mode == "pretrain" and (unknown := data.check_dataset_name(dataset)):
     check(False, f"config.data.dataset={dataset!r}: {unknown}")
-  elif (config.mode == "pretrain" and not dataset.startswith(data.pipeline.EMBEDDED)
+  elif (config.mode == "pretrain" and not data.tfds_source.is_embedded(dataset)
         and not config.data.download and (data_dir is None or os.path.isdir(data_dir))):
-    check(data.pipeline.prepared_builder(dataset, data_dir) is not None,
+    check(data.tfds_source.prepared_builder(dataset, data_dir) is not None,
           f"config.data.dataset={dataset!r} is not prepared in config.data.data_dir="
-          f"{data_dir!r}. " + data.pipeline._prepare_instructions(
+          f"{data_dir!r}. " + data.tfds_source.prepare_instructions(
               dataset, data_dir or "~/tensorflow_datasets"))
   if not any(p.startswith("config.data.dataset") for p in problems):
     for field in ("train_split", "eval_split", "knn_split"):
-      problem = data.pipeline.check_split(dataset, config.data[field], data_dir=data_dir,
-                                          train_split=config.data.train_split)
+      problem = data.check_split(dataset, config.data[field], data_dir=data_dir,
+                                 train_split=config.data.train_split)
       check(problem is None, f"config.data.{field}={config.data[field]!r}: {problem}")
 
   if problems:

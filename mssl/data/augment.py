@@ -228,13 +228,10 @@ def multi_view_uint8(image, seed, views: Sequence[ViewConfig], num_views: int, s
   is the one :func:`multi_view` draws for the same seed: it depends on the image's size
   and the seed only.
 
-  Measured on the 2-core CPU, one thread, for 224 px views of 500 x 375 JPEGs (see
-  ``benchmarks/input_pipeline.py``): decoding takes ~0.8 ms for the whole image and
-  0.3-0.7 ms for one window (rows below it are not decoded; rows above it are skipped,
-  but still entropy-decoded), against ~1.5 ms for each view's antialiased bicubic resize.
-  Per example of two ``mocov3`` views: whole 4.3 ms, union 4.2 ms, two windows 4.7 ms;
-  the union gains with one view or larger images (one ``mae`` view of a 1024 x 768 JPEG:
-  whole 6.6 ms, union 5.8 ms).
+  Decoding a window skips the rows below it, and the rows above it are entropy-decoded but
+  not kept; the union gains most with one view or large images.
+  ``benchmarks/input_pipeline.py`` times the three (``benchmarks/results/
+  input_pipeline_cpu.json``, the rows by ``jpeg_decode``).
   """
   if jpeg_decode not in JPEG_DECODES:
     raise ValueError(f"jpeg_decode must be one of {JPEG_DECODES}; got {jpeg_decode!r}.")

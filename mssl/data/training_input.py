@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 import jax
 
-from mssl.data import device_augment, pipeline, views as views_lib
+from mssl.data import cache, device_augment, pipeline, sources, views as views_lib
 
 
 @dataclasses.dataclass
@@ -56,8 +56,8 @@ def training_input(config, data_config=None) -> TrainingInput:
   process, count = jax.process_index(), jax.process_count()
   on_device = bool(d.get("device_augment", False))
   # With the colour work on the device, JPEG sources stay encoded until each example's
-  # crop window is decoded (pipeline.load_split's ``encoded``).
-  split = pipeline.load_split(d.dataset, d.train_split, data_dir=d.data_dir,
+  # crop window is decoded (sources.load_split's ``encoded``).
+  split = sources.load_split(d.dataset, d.train_split, data_dir=d.data_dir,
                               download=d.download, process_index=process,
                               process_count=count, train_split=d.train_split or "train",
                               strict=d.get("strict", False), encoded=on_device)
@@ -107,7 +107,7 @@ def crops_on_device(data_config, split) -> bool:
   if wanted == "auto":
     return bool(possible and split.image_shape[0] * split.image_shape[1]
                  <= CROP_ON_DEVICE_MAX_PIXELS
-                 and pipeline.caches_decoded(split, data_config.cache))
+                 and cache.caches_decoded(split, data_config.cache))
   if wanted and not possible:
     raise ValueError(f"config.data.crop_on_device=True needs a dataset of fixed image "
                      f"shape, decoded; {data_config.dataset!r} has shape "

@@ -31,7 +31,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   eval_config.data = data_config
   # The probe's classes are the evaluation data's (another dataset than the pretraining
   # run's may have more), where they can be read; else the pretraining run's.
-  num_classes = data.pipeline.dataset_num_classes(
+  num_classes = data.dataset_num_classes(
       data_config.dataset, data_dir=data_config.data_dir,
       train_split=data_config.train_split) or \
       export.load_run_info(config.pretrained_workdir)["num_classes"]
