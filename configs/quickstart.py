@@ -24,7 +24,14 @@ from configs import common, matrix_ssl_r18_cifar
 
 def get_config(arg=None):
   """Matrix-SSL's ``shapes`` recipe (configs/common.shapes); ``steps=N``: another length
-  than its 2000 steps."""
-  words = common.parse_arg(arg, steps=int)
-  return matrix_ssl_r18_cifar.get_config(
+  than its 2000 steps; ``grey``: views for grey, small images of your own
+  (``image_folder:`` digits, glyphs, scans): the ``grey_small`` preset (crops of 50-100%,
+  brightness and contrast, no flips) in place of the colour jitter that the embedded
+  dataset needs (README, *Your own images*)."""
+  words = common.parse_arg(arg, steps=int, grey=bool)
+  c = matrix_ssl_r18_cifar.get_config(
       "shapes" + (f",steps={words['steps']}" if "steps" in words else ""))
+  if words.get("grey"):
+    c.data.preset = "grey_small"
+    c.data.preset_overrides = common.preset_overrides()
+  return c

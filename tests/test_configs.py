@@ -54,6 +54,13 @@ def test_config_words_are_typed():
   with pytest.raises(ValueError, match="'steps=many': 'many' is not of type int"):
     load_config("quickstart", "steps=many")
   assert load_config("quickstart", "steps=7").total_steps == 7
+  grey, colour = load_config("quickstart", "grey,steps=7"), load_config("quickstart")
+  assert grey.data.preset == "grey_small" and grey.total_steps == 7
+  assert all(v is None for v in grey.data.preset_overrides.values())
+  grey.data.preset, grey.data.preset_overrides = colour.data.preset, \
+      colour.data.preset_overrides
+  grey.total_steps = colour.total_steps
+  assert grey.to_dict() == colour.to_dict()  # the views, nothing else
   assert load_config("frossl_r18_cifar", "views=4,runlocal").data.num_views == 4
   with pytest.raises(ValueError, match="steps=5 is the length of the 'shapes' CPU recipe"):
     load_config("simclr_r18_cifar", "steps=5")

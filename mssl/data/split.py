@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -44,3 +45,20 @@ class Split:
   encoded_bytes: Optional[int] = None  # this shard's encoded images, when known
   strict: bool = False            # an image that fails to decode stops the run
   source: str = ""                # what the split is, for messages
+
+
+def looks_grey(split: Split, sample: int = 32) -> bool:
+  """Whether the first ``sample`` images of the split are grey (every pixel's three
+  channels equal, as a one-channel PNG or JPEG decodes). Reads and decodes those images
+  only; an image that does not decode is not looked at."""
+  seen = 0
+  for example in split.dataset.take(sample).ignore_errors():
+    image = example["image"]
+    if split.encoded:
+      image = tf.io.decode_image(image, channels=3, expand_animations=False)
+    image = image.numpy()
+    if image.size and not (np.all(image[..., 0] == image[..., 1])
+                           and np.all(image[..., 1] == image[..., 2])):
+      return False
+    seen += 1
+  return seen > 0

@@ -13,11 +13,13 @@ what an uninterrupted one would, whatever the sharding.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Callable, Optional
 
 import jax
 
 from mssl.data import cache, device_augment, pipeline, sources, views as views_lib
+from mssl.data.split import DataWarning, looks_grey
 
 
 @dataclasses.dataclass
@@ -63,6 +65,7 @@ def training_input(config, data_config=None) -> TrainingInput:
                               strict=d.get("strict", False), encoded=on_device)
   total_steps, steps_per_epoch = steps(config, split.total_examples or config.batch_size)
   views = views_lib.preset(d.preset, **dict(d.preset_overrides))
+  warn_colour_on_grey(d, views, split)
   crop_on_device = on_device and crops_on_device(d, split)
   device_views = None
   if on_device:
@@ -89,6 +92,22 @@ def training_input(config, data_config=None) -> TrainingInput:
         crop_on_device=crop_on_device)
   return TrainingInput(split, split.num_classes or 1, total_steps, steps_per_epoch,
                        make_data, device_views)
+
+
+def warn_colour_on_grey(data_config, views, split) -> None:
+  """A :class:`~mssl.data.split.DataWarning` when the views change colour (saturation,
+  hue, grayscale) but the split's images are grey: those operations then do nothing, and
+  the preset was likely chosen for other data (flips and small crops may also cost what
+  the classes differ by)."""
+  operations = views_lib.colour_operations(views)
+  if operations and looks_grey(split):
+    warnings.warn(
+        f"config.data.preset={data_config.preset!r} applies {', '.join(operations)} to "
+        f"grey images (the first images of {split.source} have three equal channels): "
+        "they leave grey images as they are. For grey, small images (digits, glyphs, "
+        "scans) use config.data.preset='grey_small' (no flips, crops of 50-100%, "
+        "brightness and contrast only); README, *Your own images*.", DataWarning,
+        stacklevel=2)
 
 
 # crop_on_device="auto" moves the crop onto the device for splits whose whole images are

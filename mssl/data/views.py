@@ -11,6 +11,10 @@ views, cycled for V > 2). Presets follow the recipes in ``docs/methods.md``:
 ``vicreg``      as ``byol`` (VICReg's published augmentations)
 ``mae``         crop 0.2-1 + flip only (one view)
 ``*_cifar``     the same without blur (32 px images)
+``grey_small``  crop 0.5-1, brightness/contrast 0.4 (p 0.8), nothing else: grey,
+                small images (digits, glyphs, scans) whose classes differ by stroke
+                shape, which flips mirror and small crops cut away, and which colour
+                operations (saturation, hue, grayscale) leave as they are
 ``none``        resize only (evaluation-style view)
 ==============  ==============================================================
 
@@ -45,6 +49,8 @@ _SIMCLR = ViewConfig(brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2, blur
 _BYOL = (ViewConfig(blur=1.0, solarize=0.0), ViewConfig(blur=0.1, solarize=0.2))
 _MOCOV3 = tuple(dataclasses.replace(v, crop_scale=(0.2, 1.0)) for v in _BYOL)
 _MAE = ViewConfig(crop_scale=(0.2, 1.0), jitter=0.0, grayscale=0.0)
+_GREY_SMALL = ViewConfig(crop_scale=(0.5, 1.0), flip=0.0, brightness=0.4, contrast=0.4,
+                         saturation=0.0, hue=0.0, grayscale=0.0)
 _NONE = ViewConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip=0.0, jitter=0.0,
                    grayscale=0.0)
 
@@ -63,8 +69,23 @@ PRESETS: dict[str, tuple[ViewConfig, ...]] = {
 }
 PRESETS.update({f"{k}_cifar": _no_blur(v) for k, v in list(PRESETS.items())
                 if k not in ("mae", "none")})
+PRESETS["grey_small"] = (_GREY_SMALL,)
 # Small crops of multi-crop (SwAV / solo-learn): scale 0.05-0.14.
 SMALL_CROP_SCALE = (0.05, 0.14)
+
+
+def colour_operations(views: tuple[ViewConfig, ...]) -> tuple[str, ...]:
+  """The operations of ``views`` that change colour but leave a grey image as it is
+  (saturation and hue jitter, grayscale), by field name; empty when none runs."""
+  found = []
+  for v in views:
+    if v.jitter > 0 and v.saturation > 0:
+      found.append("saturation")
+    if v.jitter > 0 and v.hue > 0:
+      found.append("hue")
+    if v.grayscale > 0:
+      found.append("grayscale")
+  return tuple(dict.fromkeys(found))
 
 
 def preset(name: str, **overrides) -> tuple[ViewConfig, ...]:

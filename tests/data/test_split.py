@@ -59,3 +59,14 @@ def test_not_ready_is_a_missing_file_and_the_warning_a_user_warning():
   """Callers that know nothing of mssl catch them as what they are."""
   assert issubclass(data.DatasetNotReadyError, FileNotFoundError)
   assert issubclass(data.DataWarning, UserWarning)
+
+
+def test_looks_grey_tells_grey_images_from_colour_ones(tmp_path):
+  from mssl.data import glyphs
+  grey = glyphs.write_folder(tmp_path / "grey", splits={"train": 2}, size=12)
+  for encoded in (False, True):
+    split = data.load_split(f"image_folder:{grey}", "train", encoded=encoded)
+    assert data.split.looks_grey(split)
+  write_classes(tmp_path / "colour", "train", {"a": 2, "b": 2})
+  assert not data.split.looks_grey(data.load_split(f"image_folder:{tmp_path / 'colour'}",
+                                                   "train"))

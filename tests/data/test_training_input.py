@@ -65,3 +65,29 @@ def test_the_device_half_of_the_augmentation_runs_first_inside_the_step():
   assert batch["label"] is label
   assert on_device.run_info(pretrained_step=3) == {
       "num_classes": 10, "total_steps": 5, "steps_per_epoch": 5, "pretrained_step": 3}
+
+
+def test_a_colour_preset_on_grey_images_is_warned_about(tmp_path):
+  """saturation, hue and grayscale leave grey images unchanged: the run says so and names
+  the preset for grey, small images; a grey preset, or colour images, say nothing."""
+  import warnings
+  from helpers import load_config
+  from mssl.data import glyphs, training_input
+  grey = glyphs.write_folder(tmp_path / "grey", splits={"train": 4}, size=16)
+  config = load_config("quickstart")
+  config.data.update(dataset=f"image_folder:{grey}", image_size=16, train_split="train")
+  with pytest.warns(data.DataWarning, match=r"config.data.preset='mocov3_cifar' applies "
+                                            r"saturation, hue, grayscale to grey images.*"
+                                            r"preset='grey_small'"):
+    training_input.training_input(config)
+  config.data.preset, config.data.preset_overrides = "grey_small", {}
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", data.DataWarning)
+    training_input.training_input(config)
+    colour = tmp_path / "colour" / "train"
+    for i in range(4):
+      (colour / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+      PIL.Image.fromarray(np.random.default_rng(i).integers(0, 255, (16, 16, 3), np.uint8)
+                          ).save(colour / f"c{i % 2}" / f"{i}.png")
+    config.data.dataset, config.data.preset = f"image_folder:{colour.parent}", "simclr_cifar"
+    training_input.training_input(config)

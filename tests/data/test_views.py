@@ -16,3 +16,20 @@ def test_unknown_preset_and_fields():
                                                                               0.0, 0.2)
   assert data.preset("mocov3")[0].crop_scale == (0.2, 1.0)
   assert all(v.blur == 0 for v in data.preset("byol_cifar"))
+
+
+def test_grey_small_keeps_strokes_whole_and_changes_no_colour():
+  (view,) = data.preset("grey_small")
+  assert view.flip == 0.0 and view.crop_scale == (0.5, 1.0)
+  assert (view.saturation, view.hue, view.grayscale, view.blur, view.solarize) == (0,) * 5
+  assert view.jitter > 0 and view.brightness > 0 and view.contrast > 0
+
+
+def test_colour_operations_name_what_leaves_grey_images_unchanged():
+  from mssl.data import views
+  assert views.colour_operations(data.preset("simclr_cifar")) == (
+      "saturation", "hue", "grayscale")
+  assert views.colour_operations(data.preset("grey_small")) == ()
+  assert views.colour_operations(data.preset("mae")) == ()
+  assert views.colour_operations(data.preset("simclr_cifar", jitter=0.0)) == ("grayscale",)
+  assert views.colour_operations(data.preset("grey_small", hue=0.1)) == ("hue",)
