@@ -105,6 +105,11 @@ def run_main(args: list[str], log) -> float:
   return time.perf_counter() - start
 
 
+def load_results(workdir) -> dict:
+  """A finished run's ``results.json``."""
+  return json.loads((pathlib.Path(workdir) / "results.json").read_text())
+
+
 def command_text(args: list[str]) -> str:
   return "python -m mssl.main " + " ".join(shlex.quote(a) for a in args)
 

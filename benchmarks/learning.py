@@ -32,7 +32,6 @@ The runs use XLA's default CPU optimisation (no test flags) and the machine's co
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import shutil
@@ -113,8 +112,7 @@ def machine() -> str:
 run_main = common.run_main
 
 
-def results_of(workdir: str) -> dict:
-  return json.loads((pathlib.Path(workdir) / "results.json").read_text())
+results_of = common.load_results
 
 
 def run_row(objective: str, seed: int, root: pathlib.Path, steps: int | None) -> dict:

@@ -242,3 +242,47 @@ def test_compile_time_builds_up_to_the_suites_flags():
   sets = list(compile_time.flag_sets().values())
   assert sets[0] == "" and sets[-1].split() == list(SPEED_FLAGS)
   assert [len(s.split()) for s in sets] == list(range(len(SPEED_FLAGS) + 1))
+
+
+# ------------------------------------------------------------ image_folder.py ----------
+import image_folder as folder_bench  # noqa: E402
+
+
+def test_image_folder_rows_are_the_quickstart_with_only_data_size_and_steps_changed(
+    tmp_path, monkeypatch):
+  from mssl import main as cli
+  args = folder_bench.commands("recipe", 1, "/data/digits", 28, 1000, "/w")
+  assert args == ["--config=configs/quickstart.py", "--workdir=/w",
+                  "--config.data.dataset=image_folder:/data/digits",
+                  "--config.data.image_size=28", "--config.total_steps=1000",
+                  "--config.seed=1", "--config.eval.embedding_plot=none"]
+  wide = folder_bench.commands("width16", 0, "/d", 28, 1000, "/w")
+  assert wide[0] == "--config=configs/quickstart.py" and wide[-1] == "--config.model.width=16"
+  assert folder_bench.commands("grey", 0, "/d", 28, 1000, "/w")[0] == \
+      "--config=configs/quickstart.py:grey"
+  for variant in folder_bench.VARIANTS:  # each parses to a config (nothing runs)
+    command = cli.parse_command_line(
+        ["mssl.main", *folder_bench.commands(variant, 0, str(tmp_path), 28, 10, "/w")])
+    config = cli.config_of(command)
+    assert config.data.dataset == f"image_folder:{tmp_path}" and config.total_steps == 10
+  ran = []
+
+  def fake_row(variant, seed, folder, size, steps, dataset, root):
+    ran.append((variant, seed, folder))
+    return dict(variant=variant, dataset=dataset, config=folder_bench.common.command_text(
+        folder_bench.commands(variant, seed, folder, size, steps, "$WORKDIR")), seed=seed,
+        steps=steps, wall_s=1.0, pretrained_linear=0.97 - 0.01 * seed, pretrained_knn=0.95,
+        random_linear=0.8, random_knn=0.86, pixels_linear=0.967, pixels_knn=0.958)
+  monkeypatch.setattr(folder_bench, "run_row", fake_row)
+  out = tmp_path / "table.json"
+  common_args = ["--out", str(out), "--workdirs", str(tmp_path / "w"), "--folder",
+                 str(tmp_path)]
+  folder_bench.main(common_args + ["--variants", "recipe", "--seeds", "0,1"])
+  folder_bench.main(common_args + ["--variants", "recipe,grey", "--seeds", "0"])
+  assert ran == [("recipe", 0, str(tmp_path)), ("recipe", 1, str(tmp_path)),
+                 ("grey", 0, str(tmp_path))]  # the second call resumes
+  text = out.with_suffix(".md").read_text()
+  assert "| `recipe` | 2 | 96.50% [96.00, 97.00] | 95.00% [95.00, 95.00] |" in text
+  assert "| 1 of 2 seeds |" in text and "| `grey` | 1 | 97.00% |" in text
+  with pytest.raises(SystemExit):
+    folder_bench.main(common_args + ["--variants", "colour"])
