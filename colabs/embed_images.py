@@ -28,14 +28,14 @@ if not os.path.isdir(os.path.join(WORKDIR, "checkpoints")):
   import sys
   sys.path.insert(0, os.environ.get("MSSL_REPO", os.getcwd()))
   from configs import quickstart
-  from mssl import train
+  from mssl import run
   config = quickstart.get_config("steps=4" if SMOKE else "steps=300")
   config.eval.final = False
   config.data.eval_split, config.data.knn_split = "test[:256]", "train[:256]"
   config.eval.batch_size = 128
   if SMOKE:
     config.batch_size, config.log_every = 64, 2
-  train.train_and_evaluate(config, WORKDIR)
+  run.train_and_evaluate(config, WORKDIR)
 
 # %% [markdown]
 # ## A folder of images (PNG files; any size, RGB)

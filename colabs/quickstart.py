@@ -19,7 +19,7 @@ SMOKE = os.environ.get("MSSL_COLAB_SMOKE") == "1"
 WORKDIR = os.path.join(OUT, "quickstart")
 
 from configs import linear_eval, quickstart
-from mssl import train, writers
+from mssl import run, writers
 
 # %% [markdown]
 # ## 1. Pretrain
@@ -39,7 +39,7 @@ if SMOKE:  # a few seconds: tiny eval splits and probe
   config.eval.probe_epochs, config.eval.batch_size = 2, 128
   config.batch_size, config.log_every = 64, 2
   config.eval.embedding_plot = "pca"  # t-SNE of the eval points takes longer than this
-results = train.train_and_evaluate(config, WORKDIR)
+results = run.train_and_evaluate(config, WORKDIR)
 print({k: round(v, 4) for k, v in results.items() if isinstance(v, float)})
 
 # %% [markdown]
@@ -72,5 +72,5 @@ probe_config = linear_eval.get_config()
 probe_config.pretrained_workdir = WORKDIR
 if SMOKE:
   probe_config.eval.probe_epochs = 2
-probe = train.train_and_evaluate(probe_config, os.path.join(OUT, "quickstart_probe"))
+probe = run.train_and_evaluate(probe_config, os.path.join(OUT, "quickstart_probe"))
 print(json.dumps(probe, indent=1))

@@ -3,7 +3,7 @@
 The command line is read by pure functions, :func:`parse_command_line` (nothing read) and
 :func:`apply_overrides` (the config file's config with the overrides applied), then
 :func:`run` does the optional multi-host initialisation and
-:func:`mssl.train.train_and_evaluate` (importable on its own, e.g. from a notebook). Any config field can be overridden on the
+:func:`mssl.run.train_and_evaluate` (importable on its own, e.g. from a notebook). Any config field can be overridden on the
 command line, e.g. ``--config.batch_size=256 --config.optimizer.base_lr=0.3``;
 ``--config.FIELD=None`` unsets a field (``--config.predictor=None``: no predictor).
 Before anything is built, the command line is checked against the config file: a field
@@ -292,9 +292,9 @@ def _expected_errors() -> tuple:
           loop.Interrupted)
 
 
-def run(config, workdir: str) -> None:
+def run_command(config, workdir: str) -> None:
   """The run of a parsed command line (absl has set up logging): multi-host
-  initialisation, then :func:`mssl.train.train_and_evaluate`; an expected error ends it
+  initialisation, then :func:`mssl.run.train_and_evaluate`; an expected error ends it
   with its message and exit status 1 (a stop signal's: 128 + its number)."""
   logging.get_absl_handler().addFilter(_QuietLibraries())
   import tensorflow as tf
@@ -302,8 +302,8 @@ def run(config, workdir: str) -> None:
   expected = _expected_errors()
   try:
     initialize_distributed(config)
-    from mssl import train
-    train.train_and_evaluate(config, workdir)
+    from mssl import run
+    run.train_and_evaluate(config, workdir)
   except expected as error:
     logging.error("%s: %s", type(error).__name__, error)
     # A stop by a signal exits as the signal would have (128 + its number), so a
@@ -326,7 +326,7 @@ def cli(argv=None) -> None:
     sys.exit(2)
 
   def main(unused_argv):
-    run(config, command.workdir)
+    run_command(config, command.workdir)
   app.run(main, argv=[argv[0], *command.other_flags])
 
 

@@ -178,14 +178,14 @@ def pretrained(tfds_dir, tmp_path_factory):
   per test run (tests/trainers/test_pretraining.py, tests/trainers/test_finetune.py):
   ``{objective: (workdir, results, metrics records)}``. Tests only read the workdirs."""
   from helpers import MASKED_IMAGE_RUNS, masked_config
-  from mssl import loop, train, writers
+  from mssl import loop, run, writers
   runs = {}
   with built_once(tmp_path_factory, "masked_image_runs") as (root, build):
     for objective in MASKED_IMAGE_RUNS:
       workdir = root / objective
       if build:
         config = masked_config(objective, tfds_dir, 40, **{"optimizer.base_lr": 3e-3})
-        train.train_and_evaluate(config, str(workdir))
+        run.train_and_evaluate(config, str(workdir))
       runs[objective] = (workdir, loop.read_results(str(workdir)),
                          writers.read_jsonl(os.path.join(workdir, "metrics.jsonl")))
   return runs

@@ -66,7 +66,7 @@ def fake_job(total_steps, blow_up_at=None, nan_loss_at=None):
   return job, mesh
 
 
-def run(workdir, total_steps=4, config=None, **job_kwargs):
+def run_job(workdir, total_steps=4, config=None, **job_kwargs):
   job, mesh = fake_job(total_steps, **job_kwargs)
   return loop.run(config or fake_config(), str(workdir), job, mesh, FakeWriter())
 

@@ -30,7 +30,7 @@ LAYERS = (
                   "mssl.checkpoint", "mssl.workdir", "mssl.writers", "mssl.plots",
                   "mssl.loop", "mssl.export", "mssl.validation")),
     ("trainers", ("mssl.trainers", "mssl.trainers.")),
-    ("entry", ("mssl", "mssl.train", "mssl.main")),
+    ("entry", ("mssl", "mssl.run", "mssl.main")),
 )
 
 
@@ -151,7 +151,7 @@ def test_the_checks_catch_what_they_are_for():
   circle and an upward import (so a passing run above means something)."""
   graph = import_graph()
   assert {"mssl.trainers.pretraining", "mssl.trainers.finetune", "mssl.trainers.linear_eval",
-          "mssl.trainers.language_model"} <= graph["mssl.train"]  # named for import_module
+          "mssl.trainers.language_model"} <= graph["mssl.run"]  # named for import_module
   assert {"mssl.steps.two_view", "mssl.steps.masked_image"} <= graph["mssl.steps.family"]
   assert "mssl.steps.family" in graph["mssl.trainers.pretraining"]
   assert "mssl.steps.two_view" in graph["mssl.export"]  # a deferred import, in a function

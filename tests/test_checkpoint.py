@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from mssl import checkpoint as ckpt_lib
-from mssl import train
+from mssl import run
 
-from fake_job import run, steps_on_disk
+from fake_job import run_job, steps_on_disk
 from helpers import load_config, small
 
 
@@ -66,10 +66,10 @@ def test_fingerprint_is_exact_and_sensitive():
 
 
 def test_leftover_temporary_directories_are_removed_on_start(tmp_path):
-  run(tmp_path, total_steps=2)
+  run_job(tmp_path, total_steps=2)
   leftover = tmp_path / "checkpoints" / f"3{ckpt_lib.TMP_SUFFIX}-123"
   (leftover / "state").mkdir(parents=True)
-  assert run(tmp_path, total_steps=4).finished
+  assert run_job(tmp_path, total_steps=4).finished
   assert not leftover.exists() and steps_on_disk(tmp_path) == [1, 2, 3, 4]
 
 
@@ -78,7 +78,7 @@ def test_truncated_latest_checkpoint_is_skipped(tfds_dir, tmp_path, caplog):
   config = small(load_config("simclr_r18_cifar", "runlocal"), tfds_dir, total_steps=4,
                  checkpoint_every=2, eval_every=4, **{"model.name": "vit_micro",
                                                       "model.patch_size": 4})
-  train.train_and_evaluate(config, str(tmp_path))
+  run.train_and_evaluate(config, str(tmp_path))
   latest = tmp_path / "checkpoints" / "4" / "state"
   for path in latest.rglob("*"):
     if path.is_file() and path.stat().st_size > 0:
@@ -86,7 +86,7 @@ def test_truncated_latest_checkpoint_is_skipped(tfds_dir, tmp_path, caplog):
         f.truncate(path.stat().st_size // 2)
   # The trainer falls back to step 2 and trains on to 4 again.
   config.total_steps = 4
-  results = train.train_and_evaluate(config, str(tmp_path))
+  results = run.train_and_evaluate(config, str(tmp_path))
   assert results["steps"] == 4
   assert any("could not be read" in r.getMessage() and "step 4" in r.getMessage()
              for r in caplog.records)

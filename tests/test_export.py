@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from mssl import export, train
+from mssl import export, run
 from mssl.steps import two_view
 
 from helpers import load_config, pretraining_workdir, small
@@ -56,7 +56,7 @@ def test_export_and_offline_linear_eval(tfds_dir, tmp_path):
   config = small(load_config("barlow_twins_r18_cifar", "runlocal"), tfds_dir,
                  total_steps=2, checkpoint_every=2, eval_every=2,
                  **{"model.name": "vit_micro", "model.patch_size": 4})
-  train.train_and_evaluate(config, str(pre))
+  run.train_and_evaluate(config, str(pre))
   embed = export.load_encoder(str(pre))
   images = np.random.default_rng(0).uniform(size=(5, 16, 16, 3)).astype(np.float32)
   features = embed(images)
@@ -68,7 +68,7 @@ def test_export_and_offline_linear_eval(tfds_dir, tmp_path):
   eval_config.pretrained_workdir = str(pre)
   eval_config.eval.probe_epochs = 3
   eval_config.eval.batch_size = 64
-  results = train.train_and_evaluate(eval_config, str(tmp_path / "eval"))
+  results = run.train_and_evaluate(eval_config, str(tmp_path / "eval"))
   assert 0.0 <= results["linear_probe"] <= 1.0 and results["checkpoint_step"] == 2
   assert json.loads((tmp_path / "eval" / "results.json").read_text())["knn"] == \
       pytest.approx(results["knn"])

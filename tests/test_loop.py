@@ -13,19 +13,19 @@ import numpy as np
 import pytest
 
 from mssl import checkpoint as ckpt_lib
-from mssl import loop, sharding, train
+from mssl import loop, sharding, run
 
-from fake_job import FakeWriter, fake_config, run, steps_on_disk
+from fake_job import FakeWriter, fake_config, run_job, steps_on_disk
 from helpers import FAST_MODEL, ROOT, load_config, params_of, run_main, small
 
 
 # ------------------------------------------------------------ the fake job -------------
 def test_fake_job_trains_saves_and_resumes(tmp_path):
-  outcome = run(tmp_path, total_steps=3)
+  outcome = run_job(tmp_path, total_steps=3)
   assert outcome.finished and int(outcome.state["step"]) == 3
   # params after step s: sum over batches 0..s-1 of the batch value (= its position)
   np.testing.assert_allclose(np.asarray(outcome.state["params"]["w"]), [3.0, 3.0])
-  outcome = run(tmp_path, total_steps=5)  # resumes at position 3
+  outcome = run_job(tmp_path, total_steps=5)  # resumes at position 3
   np.testing.assert_allclose(np.asarray(outcome.state["params"]["w"]), [10.0, 10.0])
   assert steps_on_disk(tmp_path) == [1, 2, 3, 4, 5]
 
@@ -54,26 +54,26 @@ def test_saved_input_position_counts_consumed_batches_whatever_the_prefetch(tmp_
   batches the steps used: stopping after 2 steps and resuming gives the straight run."""
   config = fake_config(stop_after=2)
   config.data.prefetch = depth
-  outcome = run(tmp_path, total_steps=5, config=config)
+  outcome = run_job(tmp_path, total_steps=5, config=config)
   assert int(outcome.state["step"]) == 2 and not outcome.finished
   _, _, meta = ckpt_lib.Checkpointer(str(tmp_path / "checkpoints")).restore_latest(
       ckpt_lib.abstract_like(outcome.state))
   assert meta["data_position"] == 2
   config.stop_after = -1
-  outcome = run(tmp_path, total_steps=5, config=config)
+  outcome = run_job(tmp_path, total_steps=5, config=config)
   np.testing.assert_allclose(np.asarray(outcome.state["params"]["w"]), [10.0, 10.0])
 
 
 def test_state_that_goes_non_finite_before_its_loss_is_never_saved(tmp_path):
   with pytest.raises(loop.NonFiniteLossError) as info:
-    run(tmp_path, total_steps=6, blow_up_at=3)
+    run_job(tmp_path, total_steps=6, blow_up_at=3)
   message = str(info.value)
   assert "non-finite values in the train state" in message and "after step 3" in message
   assert ("the newest checkpoint (step 2) is intact and finite, but this step started "
           "from its parameters.") in message
   assert steps_on_disk(tmp_path) == [1, 2]
   # The last good checkpoint resumes: the same run without the fault trains to the end.
-  outcome = run(tmp_path, total_steps=6)
+  outcome = run_job(tmp_path, total_steps=6)
   assert outcome.finished
   np.testing.assert_allclose(np.asarray(outcome.state["params"]["w"]), [15.0, 15.0])
 
@@ -85,12 +85,12 @@ def test_nan_loss_names_the_newest_good_checkpoint(tmp_path):
   with pytest.raises(loop.NonFiniteLossError, match=r"non-finite loss at step 4 \(objective "
                      r"'fake'\): loss=nan\. Training stopped; the newest checkpoint \(step "
                      r"3\) is intact and finite, but this step started from its parameters"):
-    run(tmp_path / "every_step", total_steps=6, nan_loss_at=4)
+    run_job(tmp_path / "every_step", total_steps=6, nan_loss_at=4)
   assert steps_on_disk(tmp_path / "every_step") == [1, 2, 3]
   config = fake_config(checkpoint_every=2)
   with pytest.raises(loop.NonFiniteLossError, match=r"Training stopped; the last good "
                      r"checkpoint \(step 2\) is intact\."):
-    run(tmp_path / "every_other", total_steps=6, nan_loss_at=4, config=config)
+    run_job(tmp_path / "every_other", total_steps=6, nan_loss_at=4, config=config)
 
 
 def test_full_disk_ends_the_run_with_one_line_and_the_last_good_step(tmp_path,
@@ -104,7 +104,7 @@ def test_full_disk_ends_the_run_with_one_line_and_the_last_good_step(tmp_path,
     return original(self, step, state, metadata)
   monkeypatch.setattr(ckpt_lib.Checkpointer, "save", save)
   with pytest.raises(loop.CheckpointWriteError) as info:
-    run(tmp_path, total_steps=5)
+    run_job(tmp_path, total_steps=5)
   message = str(info.value)
   assert "\n" not in message
   assert (f"could not write the checkpoint of step 3 to {tmp_path}/checkpoints: No space "
@@ -116,8 +116,8 @@ def test_full_disk_ends_the_run_with_one_line_and_the_last_good_step(tmp_path,
 
 
 def test_finished_run_reports_it_without_training(tmp_path):
-  run(tmp_path, total_steps=2)
-  outcome = run(tmp_path, total_steps=2)
+  run_job(tmp_path, total_steps=2)
+  outcome = run_job(tmp_path, total_steps=2)
   assert outcome.already_finished and int(outcome.state["step"]) == 2
 
 
@@ -218,7 +218,7 @@ def test_stops_at_first_non_finite_loss_and_keeps_last_checkpoint(tfds_dir, tmp_
                  **{"model.name": "vit_micro", "model.patch_size": 4})
   config.optimizer.base_lr = 1e30  # the first update blows the weights up
   with pytest.raises(loop.NonFiniteLossError) as info:
-    train.train_and_evaluate(config, str(tmp_path))
+    run.train_and_evaluate(config, str(tmp_path))
   message = str(info.value)
   assert "non-finite loss at step 2" in message and "'vicreg'" in message
   assert "loss/invariance=" in message and "step 1" in message
@@ -258,6 +258,6 @@ def test_a_stop_signal_saves_at_the_next_step_and_the_next_run_resumes(tmp_path,
   assert steps_on_disk(tmp_path) == [3]
   # The handlers are the process's own again once the loop has stopped.
   assert {n: signal.getsignal(n) for n in handlers} == handlers
-  outcome = run(tmp_path, total_steps=8, config=config)
+  outcome = run_job(tmp_path, total_steps=8, config=config)
   assert outcome.finished and int(outcome.state["step"]) == 8
   assert steps_on_disk(tmp_path) == [3, 8]

@@ -113,10 +113,10 @@ def test_readme_cpu_commands_run(group, tmp_path, tfds_dir):
     assert (tmp_path / "mmae_shapes_ft" / "results.json").exists()
   if group == "multiprocess":
     # The two-process launcher: both processes ran, only process 0 wrote the metrics.
-    run = tmp_path / "mp_run"
+    mp_run = tmp_path / "mp_run"
     assert "process 1 of 2, 2 local / 4 global devices" in \
-        (run / "logs" / "process_1.log").read_text()
-    steps = [r["step"] for r in writers.read_jsonl(str(run / "metrics.jsonl"))
+        (mp_run / "logs" / "process_1.log").read_text()
+    steps = [r["step"] for r in writers.read_jsonl(str(mp_run / "metrics.jsonl"))
              if "loss" in r]
     assert steps == [1, 2]
-    assert (run / "checkpoints" / "2").is_dir()
+    assert (mp_run / "checkpoints" / "2").is_dir()

@@ -4,7 +4,7 @@ sizes that cannot run. Each message names the field, the value and what is allow
 
 import pytest
 
-from mssl import losses, train, validation
+from mssl import losses, run, validation
 
 from helpers import load_config, masked_config, set_fields, small, write_image_folder
 
@@ -108,7 +108,7 @@ def test_config_validation_errors(tfds_dir, tmp_path):
   message = problems(objective="simclr2", batch_size=36)
   assert "objective" in message and "batch_size" in message
   with pytest.raises(validation.ConfigError):
-    train.train_and_evaluate(small(load_config("mec_r18_cifar", "runlocal"), tfds_dir,
+    run.train_and_evaluate(small(load_config("mec_r18_cifar", "runlocal"), tfds_dir,
                                    **{"optimizer.name": "rmsprop"}), str(tmp_path / "x"))
   assert not (tmp_path / "x").exists()  # nothing was written
 

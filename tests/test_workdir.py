@@ -11,19 +11,19 @@ import pytest
 
 from mssl import workdir as workdir_lib
 
-from fake_job import fake_config, run
+from fake_job import fake_config, run_job
 from helpers import ROOT, load_config
 
 
 # ------------------------------------------------------------ the saved config ---------
 def test_changed_config_on_a_workdir_is_refused_and_moves_nothing(tmp_path):
-  run(tmp_path, total_steps=2)
+  run_job(tmp_path, total_steps=2)
   before = sorted(os.listdir(tmp_path / "checkpoints"))
   config = fake_config()
   config.model.width = 16
   config.objective = "spectral_contrastive"
   with pytest.raises(workdir_lib.WorkdirError) as info:
-    run(tmp_path, total_steps=4, config=config)
+    run_job(tmp_path, total_steps=4, config=config)
   message = str(info.value)
   assert "model.width: saved 8, now 16" in message
   assert "objective: saved 'matrix_ssl', now 'spectral_contrastive'" in message
@@ -31,26 +31,26 @@ def test_changed_config_on_a_workdir_is_refused_and_moves_nothing(tmp_path):
   assert sorted(os.listdir(tmp_path / "checkpoints")) == before
   assert not (tmp_path / "checkpoints_unreadable").exists()
   # Fields that do not change what is trained may change on resume.
-  assert run(tmp_path, total_steps=3, config=fake_config(log_every=5)).finished
+  assert run_job(tmp_path, total_steps=3, config=fake_config(log_every=5)).finished
 
 
 def test_a_deleted_config_json_does_not_switch_the_identity_check_off(tmp_path, caplog):
   """It used to resume with any changed loss block, unchecked, and never wrote config.json
   back: the copy saved with every checkpoint stands in, and is written back."""
-  run(tmp_path, total_steps=2)
+  run_job(tmp_path, total_steps=2)
   saved = json.loads((tmp_path / "config.json").read_text())
   (tmp_path / "config.json").unlink()
   config = fake_config()
   config.loss.lam = 0.25
   with pytest.raises(workdir_lib.WorkdirError) as info:
-    run(tmp_path, total_steps=4, config=config)
+    run_job(tmp_path, total_steps=4, config=config)
   message = str(info.value)
   assert ("holds checkpoints of another run: the config saved with checkpoint 2 "
           "(config.json is missing) differs") in message, message
   assert "loss.lam: saved 1.0, now 0.25" in message
   assert not (tmp_path / "config.json").exists()  # nothing written for a refused run
   with caplog.at_level("WARNING"):
-    assert run(tmp_path, total_steps=3).finished
+    assert run_job(tmp_path, total_steps=3).finished
   assert json.loads((tmp_path / "config.json").read_text()) == saved
   assert any("config.json was missing: written back from the config saved with "
              "checkpoint 2" in r.getMessage() for r in caplog.records)
@@ -170,9 +170,9 @@ def test_a_resume_may_change_length_and_cadence_naming_each_change(tmp_path, cap
   """The resume policy: total_steps and the logging / evaluation / checkpoint cadence may
   change (named in one line, recorded in run.json, config.json updated); the seed and
   the optimiser may not (they used to change silently)."""
-  run(tmp_path, total_steps=4, config=fake_config(total_steps=4))
+  run_job(tmp_path, total_steps=4, config=fake_config(total_steps=4))
   with caplog.at_level("WARNING"):
-    outcome = run(tmp_path, total_steps=6, config=fake_config(total_steps=6, log_every=2))
+    outcome = run_job(tmp_path, total_steps=6, config=fake_config(total_steps=6, log_every=2))
   assert int(outcome.state["step"]) == 6
   (line,) = [r.getMessage() for r in caplog.records if "changed fields" in r.getMessage()]
   assert line.startswith("resuming from step 4 with changed fields (allowed on resume): ")
@@ -187,7 +187,7 @@ def test_a_resume_may_change_length_and_cadence_naming_each_change(tmp_path, cap
     group, _, name = field.rpartition(".")
     (config[group] if group else config)[name] = value
     with pytest.raises(workdir_lib.WorkdirError, match=rf"- {field}: saved .*, now {value}"):
-      run(tmp_path, total_steps=8, config=config)
+      run_job(tmp_path, total_steps=8, config=config)
 
 
 @pytest.mark.parametrize("error", [PermissionError(13, "Permission denied"),
@@ -219,14 +219,14 @@ def test_a_workdir_file_where_the_folder_should_be_is_one_message(tmp_path):
 def test_a_corrupt_workdir_file_is_reported_before_anything_is_built(tmp_path, tfds_dir,
                                                                      monkeypatch):
   """A corrupt config.json or run.json used to be a raw JSONDecodeError after 7-25 s."""
-  from mssl import train
+  from mssl import run
   from helpers import small
   class Trainer:  # what would build the model and data
     @staticmethod
     def train_and_evaluate(config, workdir):
       raise AssertionError("the trainer ran: the workdir files were not read first")
-  real_import = train.importlib.import_module
-  monkeypatch.setattr(train.importlib, "import_module", lambda name: Trainer if
+  real_import = run.importlib.import_module
+  monkeypatch.setattr(run.importlib, "import_module", lambda name: Trainer if
                       name.startswith("mssl.trainers") else real_import(name))
   config = small(load_config("quickstart"), tfds_dir)
   for name in ("config.json", "run.json"):
@@ -234,5 +234,5 @@ def test_a_corrupt_workdir_file_is_reported_before_anything_is_built(tmp_path, t
     workdir.mkdir()
     (workdir / name).write_text('{"objective": ')
     with pytest.raises(workdir_lib.WorkdirError, match=f"{name} is not valid JSON"):
-      train.train_and_evaluate(config, str(workdir))
+      run.train_and_evaluate(config, str(workdir))
     assert not (workdir / workdir_lib.LOCK_FILE).exists()

@@ -1,2 +1,2 @@
 """Trainers: one per kind of run, siblings that share the services below them and never
-import each other. :func:`mssl.train.train_and_evaluate` picks one."""
+import each other. :func:`mssl.run.train_and_evaluate` picks one."""

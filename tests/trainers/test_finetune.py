@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from mssl import export, loop, train
+from mssl import export, loop, run
 
 from helpers import load_config
 
@@ -41,7 +41,7 @@ def test_linear_probe_and_finetune_from_an_mmae_checkpoint(pretrained, tmp_path)
   probe_cfg = load_config("linear_eval")
   probe_cfg.pretrained_workdir = workdir
   probe_cfg.eval.probe_epochs = 3
-  results = train.train_and_evaluate(probe_cfg, str(tmp_path / "probe"))
+  results = run.train_and_evaluate(probe_cfg, str(tmp_path / "probe"))
   assert 0.0 <= results["linear_probe"] <= 1.0 and 0.0 <= results["knn"] <= 1.0
   saved = json.loads((tmp_path / "probe" / "results.json").read_text())
   assert saved["checkpoint_step"] == 40
@@ -51,7 +51,7 @@ def test_linear_probe_and_finetune_from_an_mmae_checkpoint(pretrained, tmp_path)
   ft_cfg.batch_size = 64
   ft_cfg.eval.batch_size = 64
   ft_cfg.data.eval_split = "test[:128]"
-  results = train.train_and_evaluate(ft_cfg, str(tmp_path / "ft"))
+  results = run.train_and_evaluate(ft_cfg, str(tmp_path / "ft"))
   assert results["steps"] == 6 and 0.0 <= results["eval/accuracy"] <= 1.0
   assert json.loads((tmp_path / "ft" / "run.json").read_text())["pretrained_step"] == 40
 
@@ -71,7 +71,7 @@ def test_finetune_starts_from_the_pretrained_encoder_or_random_init(pretrained, 
   cfg.batch_size = 64
   cfg.eval.batch_size = 64
   cfg.data.eval_split = "test[:64]"
-  train.train_and_evaluate(cfg, str(tmp_path))
+  run.train_and_evaluate(cfg, str(tmp_path))
   import orbax.checkpoint as ocp
   with ocp.StandardCheckpointer() as reader:  # the saved tree as written, no target
     saved = reader.restore(tmp_path / "checkpoints" / "1" / "state")

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mssl import train
+from mssl import run
 from mssl.data import arithmetic
 from mssl.trainers import language_model
 
@@ -50,7 +50,7 @@ def saved_params(workdir, step):
 @pytest.mark.slow(seconds=45)
 def test_a_run_trains_evaluates_and_resumes_to_the_uninterrupted_parameters(tmp_path):
   config = load_config("mce_lm_arith", "runlocal")
-  results = train.train_and_evaluate(config, str(tmp_path / "whole"))
+  results = run.train_and_evaluate(config, str(tmp_path / "whole"))
   assert results["steps"] == 6 and 0.0 <= results["eval/exact_match"] <= 1.0
   assert np.isfinite(results["eval/ce"]) and np.isfinite(results["eval/mce"])
   saved = json.loads((tmp_path / "whole" / "results.json").read_text())
@@ -64,9 +64,9 @@ def test_a_run_trains_evaluates_and_resumes_to_the_uninterrupted_parameters(tmp_
 
   stopped = load_config("mce_lm_arith", "runlocal")
   stopped.stop_after = 3
-  early = train.train_and_evaluate(stopped, str(tmp_path / "parts"))
+  early = run.train_and_evaluate(stopped, str(tmp_path / "parts"))
   assert early.get("stopped_early") and early["steps"] == 3
-  resumed = train.train_and_evaluate(load_config("mce_lm_arith", "runlocal"),
+  resumed = run.train_and_evaluate(load_config("mce_lm_arith", "runlocal"),
                                      str(tmp_path / "parts"))
   assert resumed["steps"] == 6
   want, got = saved_params(tmp_path / "whole", 6), saved_params(tmp_path / "parts", 6)
@@ -76,5 +76,5 @@ def test_a_run_trains_evaluates_and_resumes_to_the_uninterrupted_parameters(tmp_
   # A run that changes the loss (CE instead of CE + MCE) is refused on that workdir.
   from mssl import workdir as workdir_lib
   with pytest.raises(workdir_lib.WorkdirError, match="loss.w"):
-    train.train_and_evaluate(load_config("mce_lm_arith", "ce,runlocal"),
+    run.train_and_evaluate(load_config("mce_lm_arith", "ce,runlocal"),
                              str(tmp_path / "parts"))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from mssl import export, train, writers
+from mssl import export, run, writers
 
 from helpers import flat, load_config, masked_config, pretraining_workdir, run_main, small
 
@@ -32,7 +32,7 @@ def test_every_objective_runlocal(method, tfds_dir, tmp_path):
   # time (the ResNet trains in test_quickstart_recipe_beats_random_init).
   config.model.name = "vit_micro"
   config.model.patch_size = 4
-  results = train.train_and_evaluate(config, str(tmp_path))
+  results = run.train_and_evaluate(config, str(tmp_path))
   assert results["steps"] == 2
   assert (tmp_path / "checkpoints" / "2").is_dir()
   assert list(tmp_path.glob("events.out.tfevents*"))
@@ -61,7 +61,7 @@ def test_a_run_starts_its_encoder_from_init_from(tfds_dir, tmp_path):
   config.init_from = path
   config.optimizer.base_lr = 1e-12
   config.eval.final = False
-  train.train_and_evaluate(config, str(tmp_path / "run"))
+  run.train_and_evaluate(config, str(tmp_path / "run"))
   got = flat(export.load_encoder_params(str(tmp_path / "run"))[0])
   want = flat(export.from_timm(path, num_heads=2))
   assert got.keys() == want.keys()
@@ -84,7 +84,7 @@ def test_end_to_end_on_mock_tfds(tmp_path):
   config.model.name, config.model.patch_size = "vit_micro", 4  # the data path is under test
   config.compilation_cache_dir = str(tmp_path / "xla_cache")  # the test session's otherwise
   with tfds.testing.mock_data(num_examples=32):
-    results = train.train_and_evaluate(config, str(tmp_path))
+    results = run.train_and_evaluate(config, str(tmp_path))
   assert results["steps"] == 2 and (tmp_path / "checkpoints" / "2").is_dir()
   # XLA's persistent cache holds the compiled programs: a restart does not compile again.
   assert any((tmp_path / "xla_cache").iterdir())
@@ -143,9 +143,9 @@ def test_mmae_logs_its_components_and_resumes(pretrained, tfds_dir, tmp_path):
   # 20 steps, then a resumed run to 40, equals the straight run.
   config = masked_config("mmae", tfds_dir, 40, **{"optimizer.base_lr": 3e-3,
                                                   "stop_after": 20})
-  train.train_and_evaluate(config, str(tmp_path))
+  run.train_and_evaluate(config, str(tmp_path))
   config.stop_after = -1
-  train.train_and_evaluate(config, str(tmp_path))
+  run.train_and_evaluate(config, str(tmp_path))
   _, _, resumed, _ = export.load_variables(str(tmp_path))
   _, _, straight, _ = export.load_variables(str(workdir))
   jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
@@ -167,14 +167,14 @@ def _finished_run_config(tfds_dir):
 @pytest.mark.slow(seconds=15)
 def test_finished_workdir_keeps_its_results_unless_asked_to_reevaluate(tfds_dir, tmp_path):
   config = _finished_run_config(tfds_dir)
-  first = train.train_and_evaluate(config, str(tmp_path))
+  first = run.train_and_evaluate(config, str(tmp_path))
   saved = (tmp_path / "results.json").read_text()
   assert first["train_seconds"] > 0 and "pretrained/linear_probe" in first
-  again = train.train_and_evaluate(config, str(tmp_path))  # nothing to train or evaluate
+  again = run.train_and_evaluate(config, str(tmp_path))  # nothing to train or evaluate
   assert (tmp_path / "results.json").read_text() == saved
   assert again == json.loads(saved)
   config.eval.reevaluate = True
-  redone = train.train_and_evaluate(config, str(tmp_path))
+  redone = run.train_and_evaluate(config, str(tmp_path))
   assert redone["train_seconds"] == pytest.approx(first["train_seconds"])  # kept
   assert redone["pretrained/knn"] == pytest.approx(first["pretrained/knn"])
 
@@ -186,9 +186,9 @@ def test_a_kill_during_the_final_evaluation_is_made_good_by_the_rerun(tfds_dir, 
   training time the finished run recorded (it used to write no eval/* metric and
   train_seconds=0.0)."""
   config = _finished_run_config(tfds_dir)
-  first = train.train_and_evaluate(config, str(tmp_path))
+  first = run.train_and_evaluate(config, str(tmp_path))
   (tmp_path / "results.json").unlink()  # as if killed before it was written
-  again = train.train_and_evaluate(config, str(tmp_path))
+  again = run.train_and_evaluate(config, str(tmp_path))
   assert set(again) == set(first)
   assert first["train_seconds"] > 0
   assert again["train_seconds"] == pytest.approx(first["train_seconds"])

@@ -1,7 +1,7 @@
 """The one entry point for every run: ``train_and_evaluate(config, workdir)``.
 
-    from mssl import train
-    results = train.train_and_evaluate(config, workdir)     # a notebook, a script
+    from mssl import run
+    results = run.train_and_evaluate(config, workdir)     # a notebook, a script
 
 ``python -m mssl.main`` calls the same function. It validates the config (before anything
 is built or compiled), takes the workdir's lock (one run per workdir), points XLA's
