@@ -169,7 +169,8 @@ def get_config():
       momentum=0.9,              # sgd, lars
       trust_coefficient=0.001,   # lars
       b1=0.9, b2=0.999,          # adamw
-      warmup_epochs=10.0))       # linear warm-up, then cosine decay to 0
+      warmup_epochs=10.0,        # linear warm-up, then cosine decay to 0
+      predictor_lr="schedule"))  # or "fixed": the predictor keeps the peak lr (SimSiam)
   c.classifier_lr = 0.1          # the online linear probe (its own SGD)
 
   c.batch_size = 512             # global, over all devices and processes

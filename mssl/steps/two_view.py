@@ -35,6 +35,11 @@ NAME = "two_view"  # the family face: mssl.steps.family
 POS_EMBEDDING = "learned"  # a ViT encoder's position embedding
 INIT_FROM = True  # config.init_from (exported encoder weights) starts the encoder
 CLASSIFIER = "online_classifier"
+PREDICTOR = "predictor"  # the predictor's parameter key (SSLNetwork.predictor)
+# config.optimizer.predictor_lr: "schedule" (the predictor follows the run's schedule) or
+# "fixed" (it keeps the peak learning rate from the first step to the last: SimSiam's
+# --fix-pred-lr, which its paper reports as better for the predictor).
+PREDICTOR_LR = ("schedule", "fixed")
 
 
 # ------------------------------------------------------------------ the network -------
@@ -104,12 +109,26 @@ def init_variables(network: SSLNetwork, image_size: int, seed: int) -> dict:
 
 
 def make_optimizer(config, total_steps: int, steps_per_epoch: int):
-  """The SSL optimiser on everything but the online classifier, which gets plain SGD."""
+  """The SSL optimiser on everything but the online classifier, which gets plain SGD;
+  with ``config.optimizer.predictor_lr="fixed"`` the predictor gets the SSL optimiser at
+  the schedule's peak learning rate throughout (a third group: only then does the
+  optimiser state hold one, so runs without it keep theirs)."""
   ssl, schedule = optim.from_config(config, total_steps, steps_per_epoch)
   classifier = optax.sgd(optax.cosine_decay_schedule(config.classifier_lr, total_steps),
                          momentum=0.9)
-  labels = lambda params: {k: ("classifier" if k == CLASSIFIER else "ssl") for k in params}
-  return optax.multi_transform({"ssl": ssl, "classifier": classifier}, labels), schedule
+  groups = {"ssl": ssl, "classifier": classifier}
+  fixed = config.optimizer.get("predictor_lr", "schedule") == "fixed"
+  if fixed:
+    o = config.optimizer
+    peak = o.base_lr * config.batch_size / 256 if o.scale_by_batch else o.base_lr
+    groups["predictor"] = optim.make_optimizer(
+        o.name, peak, weight_decay=o.weight_decay, momentum=o.momentum,
+        trust_coefficient=o.trust_coefficient, b1=o.b1, b2=o.b2)
+
+  def labels(params):
+    return {k: ("classifier" if k == CLASSIFIER else
+                "predictor" if fixed and k == PREDICTOR else "ssl") for k in params}
+  return optax.multi_transform(groups, labels), schedule
 
 
 def has_ema_teacher(config) -> bool:
@@ -175,6 +194,13 @@ def check_config(config, check) -> None:
     check(config.data.num_views == 2,
           f"config.data.num_views={config.data.num_views}: objective {objective!r} "
           "takes exactly 2 views (use frossl for more).")
+  predictor_lr = config.optimizer.get("predictor_lr", "schedule")
+  check(predictor_lr in PREDICTOR_LR,
+        f"config.optimizer.predictor_lr={predictor_lr!r} is not allowed; allowed: "
+        f"{', '.join(PREDICTOR_LR)}.")
+  check(predictor_lr == "schedule" or config.get("predictor") is not None,
+        f"config.optimizer.predictor_lr={predictor_lr!r} needs a predictor; "
+        f"config.predictor is None.")
 
 
 def trace_objective(config) -> None:

@@ -30,3 +30,47 @@ def test_ema_teacher_exists_only_for_objectives_that_have_one(method, has_teache
   new_state, metrics = jax.eval_shape(step_fn, state, batch)
   assert set(new_state) == set(state)
   assert ("ema_momentum" in metrics) == has_teacher
+
+
+def _tiny_params():
+  ones = lambda: {"kernel": np.ones((2, 2), np.float32)}
+  return {"encoder": ones(), "projector": ones(), two_view.PREDICTOR: ones(),
+          two_view.CLASSIFIER: ones()}
+
+
+@pytest.mark.parametrize("predictor_lr", ["schedule", "fixed"])
+def test_a_fixed_predictor_lr_keeps_the_peak_while_the_rest_warms_up(predictor_lr):
+  """SimSiam's --fix-pred-lr: at step 0 of the warm-up (learning rate 0) the predictor
+  already moves at the peak rate, base_lr x B / 256 (SGD's first step: -lr x g, with
+  the decoupled weight decay in g); with the schedule it waits like the rest. Without
+  it the optimiser state is the two groups it always was (old checkpoints restore)."""
+  config = load_config("simsiam_r18_cifar", "runlocal")
+  config.batch_size = 512
+  config.optimizer.update(name="sgd", base_lr=0.5, weight_decay=0.0, warmup_epochs=1.0,
+                          predictor_lr=predictor_lr)
+  tx, schedule = two_view.make_optimizer(config, total_steps=100, steps_per_epoch=10)
+  params = _tiny_params()
+  opt_state = tx.init(params)
+  assert set(opt_state.inner_states) == (
+      {"ssl", "classifier", "predictor"} if predictor_lr == "fixed" else {"ssl", "classifier"})
+  grads = jax.tree_util.tree_map(np.ones_like, params)
+  updates, _ = tx.update(grads, opt_state, params)
+  assert float(schedule(0)) == 0.0
+  np.testing.assert_allclose(updates["encoder"]["kernel"], 0.0)
+  want = -1.0 if predictor_lr == "fixed" else 0.0  # 0.5 x 512 / 256 = 1.0
+  np.testing.assert_allclose(updates[two_view.PREDICTOR]["kernel"], want, rtol=1e-6)
+
+
+def test_the_predictor_lr_is_checked_with_the_family():
+  from mssl import validation
+  config = load_config("simsiam_r18_cifar", "runlocal")
+  config.optimizer.predictor_lr = "constant"
+  with pytest.raises(validation.ConfigError, match=r"config.optimizer.predictor_lr="
+                                                   r"'constant' is not allowed; allowed: "
+                                                   r"schedule, fixed"):
+    validation.validate(config, device_count=1, process_count=1)
+  config = load_config("simclr_r18_cifar", "runlocal")  # no predictor
+  config.optimizer.predictor_lr = "fixed"
+  with pytest.raises(validation.ConfigError, match="needs a predictor; config.predictor "
+                                                   "is None"):
+    validation.validate(config, device_count=1, process_count=1)
