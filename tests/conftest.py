@@ -45,9 +45,11 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # start in subprocesses alike): a program compiled once, e.g. the runlocal step that the
 # resume, kill and notebook tests each start again, is loaded by the next process. Runs
 # keep it (their config.compilation_cache_dir is None) unless a test sets their own.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
-    __import__("tempfile").gettempdir(),
-    "mssl-test-xla-cache-" + os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))))
+# The process that makes it (pytest itself; xdist workers inherit its environment) removes
+# it when the session ends (pytest_sessionfinish below): ~30 MB a session.
+SESSION_CACHE = None if "JAX_COMPILATION_CACHE_DIR" in os.environ else os.path.join(
+    __import__("tempfile").gettempdir(), f"mssl-test-xla-cache-{os.getpid()}")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", SESSION_CACHE or "")
 # The runs the tests start cache every program, not only those that took 1 s to compile
 # (jax's default): the resume, signal and README tests start the same run in several
 # processes, and a run's hundreds of small programs (evaluation, checkpoint slicing)
@@ -80,6 +82,13 @@ def enable_x64(on: bool = True):
     from jax.experimental import enable_x64 as manager  # type: ignore
     return manager() if on else contextlib.nullcontext()
   return manager(on)
+
+
+def pytest_sessionfinish(session, exitstatus):
+  """The session's XLA cache goes with it (only the process that made it removes it)."""
+  if SESSION_CACHE is not None:
+    import shutil
+    shutil.rmtree(SESSION_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -104,9 +104,9 @@ def warn_colour_on_grey(data_config, views, split) -> None:
     warnings.warn(
         f"config.data.preset={data_config.preset!r} applies {', '.join(operations)} to "
         f"grey images (the first images of {split.source} have three equal channels): "
-        "they leave grey images as they are. For grey, small images (digits, glyphs, "
-        "scans) use config.data.preset='grey_small' (no flips, crops of 50-100%, "
-        "brightness and contrast only); README, *Your own images*.", DataWarning,
+        "they leave grey images as they are. config.data.preset='grey_small' is made for "
+        "grey, small images (no colour operations, no flips, crops of 50-100%); README, "
+        "*Your own images*, measures both on a grey digit folder.", DataWarning,
         stacklevel=2)
 
 
