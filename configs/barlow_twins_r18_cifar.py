@@ -16,6 +16,8 @@ def get_config(arg=None):
   return common.cifar_config(
       common.parse_arg(arg, **common.CIFAR_WORDS), objective="barlow_twins",
       loss=dict(lambd=0.0051, scale=0.1),
-      projector=common.head_recipe("barlow_projector"), predictor=None,
+      # The CIFAR Barlow Twins projector (solo-learn): 2048-2048-2048 without biases
+      # (8192 wide on ImageNet).
+      projector=common.head((2048, 2048), 2048, bias=False), predictor=None,
       optimizer=dict(name="lars", base_lr=0.3, weight_decay=1e-4),
       preset="byol_cifar")

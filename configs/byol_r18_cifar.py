@@ -15,8 +15,10 @@ from configs import common
 def get_config(arg=None):
   return common.cifar_config(
       common.parse_arg(arg, **common.CIFAR_WORDS), objective="byol", loss=dict(),
-      projector=common.head_recipe("byol_projector"),
-      predictor=common.head_recipe("byol_predictor"),
+      # BYOL's heads (its paper): projector and predictor 4096-256 with biases, BN on the
+      # hidden layer.
+      projector=common.head((4096,), 256),
+      predictor=common.head((4096,), 256),
       optimizer=dict(name="lars", base_lr=1.0, weight_decay=1e-5),
       preset="byol_cifar", ema=0.99,
       # The CPU recipe: LARS (1.0) collapsed at this budget (feature effective rank 1.7 of

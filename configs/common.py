@@ -88,20 +88,14 @@ def preset_overrides(**values):
 
 
 def head(hidden, out, batch_norm=True, bias=True, last_bn=False, last_bn_affine=True):
-  """A projector / predictor MLP (``mssl.models.MLPHead``'s fields) as a config group."""
+  """A projector / predictor MLP (``mssl.models.MLPHead``'s fields) as a config group:
+  Linear + BN + ReLU per ``hidden`` width, then Linear to ``out`` (``bias``: the Linear
+  layers' biases; ``last_bn``: a BN after it, ``last_bn_affine`` with scale and shift).
+  Each config states its heads' widths with the published recipe they follow."""
   return ml_collections.ConfigDict(dict(hidden=tuple(hidden), out=out,
                                         batch_norm=batch_norm, bias=bias, last_bn=last_bn,
                                         last_bn_affine=last_bn_affine))
 
-
-def head_recipe(name, **overrides):
-  """A published head (``mssl.models.RECIPES``, the one home of head recipes) as a
-  config group, with ``overrides`` (e.g. solo-learn's CIFAR widths)."""
-  from mssl.models import heads  # flax only: no TensorFlow
-  if name not in heads.RECIPES:
-    raise ValueError(f"head_recipe: unknown recipe {name!r}; known: "
-                     f"{', '.join(sorted(heads.RECIPES))}.")
-  return head(**{**heads.RECIPES[name], **overrides})
 
 
 def get_config():
@@ -155,8 +149,10 @@ def get_config():
       # ViT attention: "auto" (cuDNN's fused kernel on a GPU in 16-bit, XLA elsewhere),
       # "xla" or "cudnn"; see mssl/models/vit.py.
       attention="auto"))
-  c.projector = head_recipe("matrix_ssl_projector")   # encoder features -> embedding
-  c.predictor = head_recipe("matrix_ssl_predictor")   # None: no predictor
+  # encoder features -> embedding (Matrix-SSL's projector: 2048-2048-2048, no biases, a
+  # last BN without affine), then the predictor (2048-512-2048; None: no predictor)
+  c.projector = head((2048, 2048), 2048, bias=False, last_bn=True, last_bn_affine=False)
+  c.predictor = head((512,), 2048, bias=False)
   # The EMA teacher's momentum rises from base to 1 on a cosine (objectives whose
   # registry entry has teacher="ema"; the others keep no teacher).
   c.ema = ml_collections.ConfigDict(dict(base=0.996))
@@ -270,6 +266,38 @@ def runlocal_schedule(c):
   # than the 6 steps themselves (set eval.embedding_plot="tsne" or "umap" to have it).
   c.eval.embedding_plot = "pca"
   return c
+
+
+def imagenet_resnet50(c, epochs):
+  """The ImageNet / ResNet-50 runs' data (MoCo-v3 views), network (zero-initialised
+  residual branches, bfloat16), batch 1024, ``epochs`` epochs and logging cadence; each
+  R50 config states its own objective, loss, heads and optimiser."""
+  imagenet_data(c, "mocov3")
+  c.model.name = "resnet50"
+  c.model.stem = "imagenet"
+  c.model.zero_init_residual = True
+  c.model.dtype = "bfloat16"
+  c.batch_size = 1024
+  c.num_epochs = float(epochs)
+  c.log_every = 100
+  c.eval_every = 5000
+  c.checkpoint_every = 2000
+  c.eval.batch_size = 1024
+  return c
+
+
+# Kernel-SSL's kernels (config.loss.kernel): the authors' linear one, and two mssl adds.
+KERNELS = ("linear", "gaussian", "polynomial")
+
+
+def kernel_word(words):
+  """The ``kernel=`` word of the Kernel-SSL configs: the authors' linear kernel unless
+  another is named."""
+  kernel = words.get("kernel", "linear")
+  if kernel not in KERNELS:
+    raise ValueError(f"kernel={kernel!r} is not a Kernel-SSL kernel; allowed: "
+                     f"{', '.join(KERNELS)}.")
+  return kernel
 
 
 def imagenet_data(c, preset):

@@ -19,7 +19,8 @@ def get_config(arg=None):
       words, objective="frossl",
       # The invariance weight of FroSSL's recipes: 1.0 at 32 px, 1.4 on STL-10.
       loss=dict(invariance_weight=1.4 if common.cifar_dataset(words) == "stl10" else 1.0),
-      projector=common.head_recipe("frossl_projector"), predictor=None,
+      # FroSSL's CIFAR projector (docs/methods.md): 2048-2048-1024.
+      projector=common.head((2048, 2048), 1024), predictor=None,
       optimizer=dict(name="lars", base_lr=0.3, weight_decay=1e-4),
       preset="byol_cifar")
   c.data.num_views = words.get("views", 2)

@@ -16,7 +16,6 @@ the baselines' (README results table) under the same recipe.
 """
 
 from configs import common
-from configs import kernel_ssl_r50
 
 
 def get_config(arg=None):
@@ -24,9 +23,12 @@ def get_config(arg=None):
   return common.cifar_config(
       words, objective="kernel_ssl",
       # The authors' loss (Matrix-SSL bf80b2e with --HSIC): a linear-kernel HSIC.
-      loss=dict(kernel=kernel_ssl_r50.kernel_word(words), lam=1.0, mu=1.0, gamma=1.0,
+      loss=dict(kernel=common.kernel_word(words), lam=1.0, mu=1.0, gamma=1.0,
                 w_hsic=0.003, order=4, logm="taylor"),
-      projector=common.head_recipe("matrix_ssl_projector"),
-      predictor=common.head_recipe("matrix_ssl_predictor"),
+      # Matrix-SSL's heads (its official code): projector 2048-2048-2048 without biases,
+      # BN, a last BN without affine; predictor 2048-512-2048.
+      projector=common.head((2048, 2048), 2048, bias=False, last_bn=True,
+                            last_bn_affine=False),
+      predictor=common.head((512,), 2048, bias=False),
       optimizer=dict(name="sgd", base_lr=0.5, weight_decay=1e-5),
       preset="mocov3_cifar", ema=0.996)

@@ -20,28 +20,21 @@ workdir). ImageNet must be prepared manually in config.data.data_dir (see the RE
 """
 
 from configs import common
-from configs import mssl_r50
-
-KERNELS = ("linear", "gaussian", "polynomial")
-
-
-def kernel_word(words):
-  """The ``kernel=`` word: the authors' linear kernel unless another is named."""
-  kernel = words.get("kernel", "linear")
-  if kernel not in KERNELS:
-    raise ValueError(f"kernel={kernel!r} is not a Kernel-SSL kernel; allowed: "
-                     f"{', '.join(KERNELS)}.")
-  return kernel
-
 
 def get_config(arg=None):
   words = common.parse_arg(arg, epochs=int, kernel=str, runlocal=bool)
-  c = mssl_r50.imagenet_r50(common.get_config(), words)
+  c = common.imagenet_resnet50(common.get_config(), words.get("epochs", 100))
+  # Matrix-SSL's optimiser: SGD, lr 0.5 x B/256, wd 1e-5, 10 warm-up epochs, cosine.
+  c.optimizer.update(dict(name="sgd", base_lr=0.5, weight_decay=1e-5, momentum=0.9,
+                          warmup_epochs=10.0))
   c.objective = "kernel_ssl"
-  c.loss = common.loss_config("kernel_ssl", kernel=kernel_word(words), lam=1.0, mu=1.0,
+  c.loss = common.loss_config("kernel_ssl", kernel=common.kernel_word(words), lam=1.0, mu=1.0,
                               gamma=1.0, w_hsic=0.003, order=4, logm="taylor")
-  c.projector = common.head_recipe("matrix_ssl_projector")
-  c.predictor = common.head_recipe("matrix_ssl_predictor")
+  # Matrix-SSL's heads (its official code): projector 2048-2048-2048 without biases, BN,
+  # a last BN without affine; predictor 2048-512-2048.
+  c.projector = common.head((2048, 2048), 2048, bias=False, last_bn=True,
+                            last_bn_affine=False)
+  c.predictor = common.head((512,), 2048, bias=False)
   c.ema.base = 0.996
   if "runlocal" in words:
     common.runlocal(c)

@@ -16,7 +16,10 @@ def get_config(arg=None):
   return common.cifar_config(
       common.parse_arg(arg, **common.CIFAR_WORDS), objective="matrix_ssl",
       loss=dict(lam=1.0, mu=1.0, gamma=1.0, order=4),
-      projector=common.head_recipe("matrix_ssl_projector"),
-      predictor=common.head_recipe("matrix_ssl_predictor"),
+      # Matrix-SSL's heads (its official code): projector 2048-2048-2048 without biases,
+      # BN, a last BN without affine; predictor 2048-512-2048.
+      projector=common.head((2048, 2048), 2048, bias=False, last_bn=True,
+                            last_bn_affine=False),
+      predictor=common.head((512,), 2048, bias=False),
       optimizer=dict(name="sgd", base_lr=0.5, weight_decay=1e-5),
       preset="mocov3_cifar", ema=0.996)

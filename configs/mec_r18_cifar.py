@@ -17,8 +17,11 @@ def get_config(arg=None):
       common.parse_arg(arg, **common.CIFAR_WORDS), objective="mec",
       # lam_inv = B * eps2 / D, warmed up from 8x to 1x over 10 epochs (its schedule).
       loss=dict(order=4, eps2=64.0, warmup_epochs=10.0, start_factor=8.0),
-      projector=common.head_recipe("matrix_ssl_projector"),
-      predictor=common.head_recipe("matrix_ssl_predictor"),
+      # Matrix-SSL's heads (its official code): projector 2048-2048-2048 without biases,
+      # BN, a last BN without affine; predictor 2048-512-2048.
+      projector=common.head((2048, 2048), 2048, bias=False, last_bn=True,
+                            last_bn_affine=False),
+      predictor=common.head((512,), 2048, bias=False),
       optimizer=dict(name="sgd", base_lr=0.5, weight_decay=1e-5),
       preset="mocov3_cifar", ema=0.996,
       # The CPU recipe's 13 epochs: the lam_inv warm-up of 10 epochs (of the CIFAR

@@ -16,32 +16,20 @@ ImageNet must be prepared manually in config.data.data_dir (see the README).
 from configs import common
 
 
-def imagenet_r50(c, words):
-  """ImageNet / ResNet-50 fields shared by the R50 configs."""
-  common.imagenet_data(c, "mocov3")
-  c.model.name = "resnet50"
-  c.model.stem = "imagenet"
-  c.model.zero_init_residual = True
-  c.model.dtype = "bfloat16"
-  c.batch_size = 1024
-  c.num_epochs = float(words.get("epochs", 100))
-  c.optimizer.update(dict(name="sgd", base_lr=0.5, weight_decay=1e-5, momentum=0.9,
-                          warmup_epochs=10.0))
-  c.log_every = 100
-  c.eval_every = 5000
-  c.checkpoint_every = 2000
-  c.eval.batch_size = 1024
-  return c
-
-
 def get_config(arg=None):
   words = common.parse_arg(arg, epochs=int, runlocal=bool)
-  c = imagenet_r50(common.get_config(), words)
+  c = common.imagenet_resnet50(common.get_config(), words.get("epochs", 100))
+  # SGD, lr 0.5 x B/256, wd 1e-5, 10 warm-up epochs, then cosine.
+  c.optimizer.update(dict(name="sgd", base_lr=0.5, weight_decay=1e-5, momentum=0.9,
+                          warmup_epochs=10.0))
   c.objective = "matrix_ssl"
   c.loss = common.loss_config("matrix_ssl", lam=1.0, mu=1.0, gamma=1.0, order=4,
                               logm="taylor")
-  c.projector = common.head_recipe("matrix_ssl_projector")
-  c.predictor = common.head_recipe("matrix_ssl_predictor")
+  # Matrix-SSL's heads (its official code): projector 2048-2048-2048 without biases, BN,
+  # a last BN without affine; predictor 2048-512-2048.
+  c.projector = common.head((2048, 2048), 2048, bias=False, last_bn=True,
+                            last_bn_affine=False)
+  c.predictor = common.head((512,), 2048, bias=False)
   c.ema.base = 0.996
   if "runlocal" in words:
     common.runlocal(c)

@@ -17,6 +17,7 @@ def get_config(arg=None):
       common.parse_arg(arg, **common.CIFAR_WORDS), objective="simclr",
       loss=dict(temperature=0.2),
       # solo-learn's CIFAR projector is 2048-256 (the paper's ImageNet one 2048-128).
-      projector=common.head_recipe("simclr_projector", out=256), predictor=None,
+      # The CIFAR SimCLR projector of docs/methods.md: 2048-256.
+      projector=common.head((2048,), 256), predictor=None,
       optimizer=dict(name="lars", base_lr=0.4, weight_decay=1e-5),
       preset="simclr_cifar")

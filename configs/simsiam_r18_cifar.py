@@ -15,7 +15,10 @@ from configs import common
 def get_config(arg=None):
   return common.cifar_config(
       common.parse_arg(arg, **common.CIFAR_WORDS), objective="simsiam", loss=dict(),
-      projector=common.head_recipe("simsiam_projector"),
-      predictor=common.head_recipe("simsiam_predictor"),
+      # SimSiam's heads (its paper): projector 2048-2048-2048 without biases, BN, a last
+      # BN without affine; predictor a 512 bottleneck, 2048-512-2048.
+      projector=common.head((2048, 2048), 2048, bias=False, last_bn=True,
+                            last_bn_affine=False),
+      predictor=common.head((512,), 2048, bias=False),
       optimizer=dict(name="sgd", base_lr=0.5, weight_decay=1e-5),
       preset="simclr_cifar")

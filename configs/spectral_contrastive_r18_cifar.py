@@ -16,6 +16,7 @@ def get_config(arg=None):
   return common.cifar_config(
       common.parse_arg(arg, **common.CIFAR_WORDS), objective="spectral_contrastive",
       loss=dict(mu=1.0),
-      projector=common.head_recipe("spectral_projector"), predictor=None,
+      # The spectral contrastive projector of docs/methods.md: 2048-2048.
+      projector=common.head((2048,), 2048), predictor=None,
       optimizer=dict(name="lars", base_lr=0.3, weight_decay=1e-5),
       preset="simclr_cifar")

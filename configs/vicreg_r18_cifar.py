@@ -16,6 +16,7 @@ def get_config(arg=None):
   return common.cifar_config(
       common.parse_arg(arg, **common.CIFAR_WORDS), objective="vicreg",
       loss=dict(sim_weight=25.0, var_weight=25.0, cov_weight=1.0),
-      projector=common.head_recipe("vicreg_projector"), predictor=None,
+      # solo-learn's CIFAR VICReg projector, 2048-2048-2048 (8192 wide on ImageNet).
+      projector=common.head((2048, 2048), 2048), predictor=None,
       optimizer=dict(name="lars", base_lr=0.3, weight_decay=1e-4),
       preset="vicreg_cifar")

@@ -94,3 +94,38 @@ def test_shapes_recipe_is_the_quickstarts_encoder_and_budget(name, tfds_dir):
   assert load_config(name, "shapes,steps=300").total_steps == 300
   config.data.data_dir = tfds_dir
   validation.validate(config, device_count=1, process_count=1)
+
+
+def test_the_quickstart_is_matrix_ssls_shapes_recipe():
+  """configs/quickstart.py states Matrix-SSL's recipe itself (a config reads alone); this
+  keeps it what it says it is."""
+  assert load_config("quickstart").to_dict() == \
+      load_config("matrix_ssl_r18_cifar", "shapes").to_dict()
+  assert load_config("quickstart", "steps=500").to_dict() == \
+      load_config("matrix_ssl_r18_cifar", "shapes,steps=500").to_dict()
+
+
+def sibling_imports(folder=CONFIGS) -> list[str]:
+  """``file: module`` for each config that imports another config file (only
+  ``configs.common``, the shared defaults, may be imported)."""
+  import ast
+  found = []
+  for path in sorted(folder.glob("*.py")):
+    for node in ast.walk(ast.parse(path.read_text())):
+      names = []
+      if isinstance(node, ast.ImportFrom) and node.module == "configs":
+        names = [a.name for a in node.names]
+      elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("configs."):
+        names = [node.module.split(".", 1)[1]]
+      elif isinstance(node, ast.Import):
+        names = [a.name.split(".", 1)[1] for a in node.names
+                 if a.name.startswith("configs.")]
+      found += [f"{path.name}: {n}" for n in names if n != "common"]
+  return found
+
+
+def test_no_config_imports_another(tmp_path):
+  assert sibling_imports() == []
+  (tmp_path / "a.py").write_text("from configs import common, mssl_r50\n"
+                                 "import configs.quickstart\n")
+  assert sibling_imports(tmp_path) == ["a.py: mssl_r50", "a.py: quickstart"]

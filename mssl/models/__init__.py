@@ -3,8 +3,8 @@
 ``encoder(name, **kwargs)`` builds an encoder (images -> pooled features):
 ``resnet18``, ``resnet50`` (``stem="imagenet" | "cifar"``), ``vit_micro``, ``vit_tiny``,
 ``vit_small``, ``vit_base``, ``vit_large`` (``patch_size``, ``image_size``, ...).
-``mae(encoder_size, **kwargs)`` builds the masked auto-encoder; ``head(name)`` a
-projector or predictor recipe; ``MLPHead`` a custom one; ``CausalLM`` (and
+``mae(encoder_size, **kwargs)`` builds the masked auto-encoder; ``MLPHead`` a projector
+or predictor (its widths come from the config); ``CausalLM`` (and
 ``mssl.models.causal_lm.causal_lm(size, ...)``) the decoder-only language model of the
 matrix-cross-entropy demo.
 """
@@ -12,7 +12,7 @@ matrix-cross-entropy demo.
 from __future__ import annotations
 
 from mssl.models.causal_lm import LM_SIZES, CausalLM
-from mssl.models.heads import MLPHead, RECIPES, head
+from mssl.models.heads import MLPHead
 from mssl.models.mae import MAE, patchify, random_masking, unpatchify
 from mssl.models.resnet import ResNet, ResNet18, ResNet50
 from mssl.models.vit import VIT_SIZES, ViT, vit
@@ -38,6 +38,6 @@ def mae(encoder_size: str = "base", **kwargs) -> MAE:
   return MAE(encoder_size=encoder_size, **kwargs)
 
 
-__all__ = ["ENCODERS", "LM_SIZES", "CausalLM", "MAE", "MLPHead", "RECIPES", "ResNet", "ResNet18", "ResNet50",
-           "VIT_SIZES", "ViT", "encoder", "head", "mae", "patchify", "random_masking",
+__all__ = ["ENCODERS", "LM_SIZES", "CausalLM", "MAE", "MLPHead", "ResNet", "ResNet18", "ResNet50",
+           "VIT_SIZES", "ViT", "encoder", "mae", "patchify", "random_masking",
            "unpatchify", "vit"]

@@ -1,4 +1,5 @@
-"""mssl.models.heads: the projector and predictor recipes' sizes, and the MLP head."""
+"""mssl.models.heads: the MLP head, built as the configs state their heads (the published
+recipes' parameter counts), and its last BN without affine."""
 
 import jax
 import jax.numpy as jnp
@@ -7,22 +8,23 @@ import pytest
 
 from mssl import models
 
-from helpers import param_count
+from helpers import load_config, param_count
 
 
-@pytest.mark.parametrize("name,in_dim,expected", [
+@pytest.mark.parametrize("config,head,in_dim,expected", [
     # Linear layers (no bias) + 2 BN (scale, bias) + a BN without affine (no params).
-    ("matrix_ssl_projector", 2048, 3 * 2048 * 2048 + 2 * 2 * 2048),
-    ("matrix_ssl_predictor", 2048, 2048 * 512 + 2 * 512 + 512 * 2048),
+    ("mssl_r50", "projector", 2048, 3 * 2048 * 2048 + 2 * 2 * 2048),
+    ("mssl_r50", "predictor", 2048, 2048 * 512 + 2 * 512 + 512 * 2048),
     # With biases: in*h + h + BN(h) + h*out + out.
-    ("byol_projector", 2048, 2048 * 4096 + 4096 + 2 * 4096 + 4096 * 256 + 256),
-    ("byol_predictor", 256, 256 * 4096 + 4096 + 2 * 4096 + 4096 * 256 + 256),
-    ("simclr_projector", 512, 512 * 2048 + 2048 + 2 * 2048 + 2048 * 128 + 128),
-    ("frossl_projector", 512, 512 * 2048 + 2048 + 2 * 2048 + 2048 * 2048 + 2048
-     + 2 * 2048 + 2048 * 1024 + 1024),
+    ("byol_r18_cifar", "projector", 2048, 2048 * 4096 + 4096 + 2 * 4096 + 4096 * 256 + 256),
+    ("byol_r18_cifar", "predictor", 256, 256 * 4096 + 4096 + 2 * 4096 + 4096 * 256 + 256),
+    ("simclr_r18_cifar", "projector", 512, 512 * 2048 + 2048 + 2 * 2048 + 2048 * 256 + 256),
+    ("frossl_r18_cifar", "projector", 512, 512 * 2048 + 2048 + 2 * 2048 + 2048 * 2048
+     + 2048 + 2 * 2048 + 2048 * 1024 + 1024),
 ])
-def test_head_parameter_counts(name, in_dim, expected):
-  assert param_count(models.head(name), (2, in_dim)) == expected
+def test_head_parameter_counts(config, head, in_dim, expected):
+  fields = load_config(config)[head].to_dict()
+  assert param_count(models.MLPHead(**fields), (2, in_dim)) == expected
 
 
 def test_heads_output_shapes_and_no_affine_last_bn():
