@@ -194,6 +194,25 @@ def get_config():
   return c
 
 
+# What only a pretraining run reads: its objective and loss, heads, teacher, online
+# classifier and starting weights. A downstream run (linear_eval, finetune) reads the
+# pretraining run's from its workdir.
+PRETRAINING_FIELDS = ("init_from", "objective", "loss", "projector", "predictor", "ema",
+                      "classifier_lr")
+
+
+def downstream_config(mode):
+  """The shared defaults without :data:`PRETRAINING_FIELDS`, for the downstream ``mode``,
+  with ``pretrained_workdir`` (the run to start from) to set."""
+  c = get_config()
+  for key in PRETRAINING_FIELDS:
+    del c[key]
+  del c.optimizer["predictor_lr"]  # (two-view predictors)
+  c.mode = mode
+  c.pretrained_workdir = ml_collections.FieldReference(None, field_type=str)
+  return c
+
+
 def loop_fields(c):
   """The fields of the training loop every run shares (:mod:`mssl.loop`): cadences,
   checkpoints kept, ``stop_after``, the compilation cache and multi-host set-up."""

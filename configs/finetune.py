@@ -20,11 +20,7 @@ from configs import common
 
 def get_config(arg=None):
   words = common.parse_arg(arg, shapes=bool, runlocal=bool, steps=int)
-  c = common.get_config()
-  c.mode = "finetune"
-  c.pretrained_workdir = ml_collections.FieldReference(None, field_type=str)
-  c.projector = None
-  c.predictor = None
+  c = common.downstream_config("finetune")
   for key in ("dataset", "train_split", "eval_split", "image_size", "eval_crop_fraction"):
     c.data[key] = ml_collections.FieldReference(None, field_type=type(c.data[key]))
   c.data.preset = "mae"

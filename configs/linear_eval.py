@@ -15,9 +15,7 @@ from configs import common
 
 def get_config(arg=None):
   common.parse_arg(arg)  # takes no arguments
-  c = common.get_config()
-  c.mode = "linear_eval"
-  c.pretrained_workdir = ml_collections.FieldReference(None, field_type=str)
+  c = common.downstream_config("linear_eval")
   for key in list(c.data.keys()):
     if key in ("dataset", "eval_split", "knn_split", "image_size", "eval_crop_fraction"):
       c.data[key] = ml_collections.FieldReference(None, field_type=type(c.data[key]))

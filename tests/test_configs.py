@@ -129,3 +129,17 @@ def test_no_config_imports_another(tmp_path):
   (tmp_path / "a.py").write_text("from configs import common, mssl_r50\n"
                                  "import configs.quickstart\n")
   assert sibling_imports(tmp_path) == ["a.py: mssl_r50", "a.py: quickstart"]
+
+
+@pytest.mark.parametrize("name,arg", [("linear_eval", None), ("finetune", None),
+                                      ("finetune", "shapes")])
+def test_downstream_configs_carry_no_pretraining_fields(name, arg):
+  """A linear-eval or fine-tune run reads the objective, loss, heads and teacher of the
+  pretraining run from its workdir; its own config has none to mislead a reader."""
+  import sys
+  sys.path.insert(0, str(CONFIGS.parent))
+  from configs import common
+  config = load_config(name, arg)
+  assert not set(common.PRETRAINING_FIELDS) & set(config.keys())
+  assert "predictor_lr" not in config.optimizer
+  assert config.mode == name and "pretrained_workdir" in config
