@@ -172,6 +172,14 @@ def parse_seeds(parser, text: str) -> list[int]:
     parser.error(f"--seeds={text!r}: expected comma-separated integers, e.g. 0,1,2.")
 
 
+def joined_machines(before: str, now: str) -> str:
+  """The table's machine line once a row from ``now`` joins rows from ``before``: each
+  machine named once, in the order they joined ("A + B" when the rows were measured on
+  two kinds)."""
+  names = [m for m in (before or "").split(" + ") if m]
+  return " + ".join(names + ([now] if now not in names else []))
+
+
 def run_rows(table: dict, out: pathlib.Path, jobs, *, field: str, run, save,
              rerun: bool = False, after=None, machine=cpu_description) -> None:
   """Runs every ``(name, seed, config)`` of ``jobs`` that ``table`` does not hold yet
@@ -193,7 +201,7 @@ def run_rows(table: dict, out: pathlib.Path, jobs, *, field: str, run, save,
       continue
     table["rows"] = [r for r in table["rows"]
                      if not (r[field] == name and r["seed"] == seed)] + [row]
-    table["machine"] = machine()
+    table["machine"] = joined_machines(table["machine"], machine())
     save(out, table)
     print("  " + ", ".join(f"{k}={v}" for k, v in row.items()
                            if k not in (field, "config", "seed") and v is not None),

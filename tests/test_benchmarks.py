@@ -286,3 +286,11 @@ def test_image_folder_rows_are_the_quickstart_with_only_data_size_and_steps_chan
   assert "| 1 of 2 seeds |" in text and "| `grey` | 1 | 97.00% |" in text
   with pytest.raises(SystemExit):
     folder_bench.main(common_args + ["--variants", "colour"])
+
+
+def test_a_table_names_every_machine_its_rows_ran_on():
+  import common as bench_common
+  assert bench_common.joined_machines("", "A") == "A"
+  assert bench_common.joined_machines("A", "A") == "A"
+  assert bench_common.joined_machines("A", "B") == "A + B"
+  assert bench_common.joined_machines("A + B", "A") == "A + B"
