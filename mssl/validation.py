@@ -226,98 +226,126 @@ def _check_loss(config, check) -> None:
           f"{objective!r}: {type(error).__name__}: {error}")
 
 
+class _Problems:
+  """The problems found so far; called as ``check(ok, message)`` by every check."""
+
+  def __init__(self):
+    self.found = []
+
+  def __call__(self, ok, message) -> None:
+    if not ok:
+      self.found.append(message)
+
+
 def validate(config, *, device_count: int | None = None,
              process_count: int | None = None) -> None:
-  """Raises :class:`ConfigError` listing every invalid field of ``config``."""
-  problems = []
-
-  def check(ok, message):
-    if not ok:
-      problems.append(message)
-
+  """Raises :class:`ConfigError` listing every invalid field of ``config``: the checks of
+  its mode (:data:`MODE_CHECKS`), each a function of ``(config, check, device_count,
+  process_count)``."""
+  check = _Problems()
   check(config.mode in MODES, f"config.mode={config.mode!r} is not allowed; allowed: "
         f"{', '.join(MODES)}.")
-  if config.mode == "language_model":
-    _check_language_model(config, check)
-    _check_optimizer_and_length(config, check)
-    _check_loop(config, check)
-    _check_batch_sizes(config, check, device_count, process_count)
-    if problems:
-      raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
-    return
-  if config.mode in ("linear_eval", "finetune"):
-    path = config.get("pretrained_workdir")
-    check(bool(path) and os.path.isdir(str(path)),
-          f"config.pretrained_workdir={path!r} is not a directory; it must be the workdir "
-          "of a pretraining run (holding config.json and checkpoints/).")
-    if path and os.path.isdir(str(path)):
-      _check_downstream(config, check)
-  else:
-    names = losses.names()
-    objective = config.objective
-    check(objective in names, f"config.objective={objective!r} is not a registered "
-          f"objective; allowed: {', '.join(names)}.")
-    if objective in names:
-      family.family_of(config).check_config(config, check)  # the family's own checks
-      _check_loss(config, check)
-      _check_init_from(config, check)
-    check(0.0 <= config.ema.base <= 1.0, f"config.ema.base={config.ema.base} must be in "
-          "[0, 1].")
-    _check_optimizer_and_length(config, check)
-    check(config.grad_accum_steps == 1,
-          f"config.grad_accum_steps={config.grad_accum_steps}: gradient accumulation is "
-          "not supported. The covariance and contrastive objectives are not additive over "
-          "micro-batches (a covariance of half a batch is not half a covariance), so "
-          "accumulating gradients would change the objective; use a larger mesh or "
-          "rematerialisation (config.model.remat=True) to fit the batch instead.")
-    check(config.data.preset in data.PRESETS,
-          f"config.data.preset={config.data.preset!r} is not allowed; allowed: "
-          f"{', '.join(sorted(data.PRESETS))}.")
-    check(config.data.cache in data.cache.CACHE_MODES,
-          f"config.data.cache={config.data.cache!r} is not allowed; allowed: "
-          f"{', '.join(data.cache.CACHE_MODES)}.")
-    prefetch = config.data.get("prefetch", 2)
-    check(isinstance(prefetch, int) and prefetch >= 1,
-          f"config.data.prefetch={prefetch!r} is not allowed; allowed: an integer >= 1 "
-          "(global batches placed on the devices ahead of the step).")
-    device = config.data.get("device_augment", False)
-    check(isinstance(device, bool), f"config.data.device_augment={device!r} is not "
-          "allowed; allowed: True (colour augmentation on the accelerator) or False.")
-    crop = config.data.get("crop_on_device", False)
-    check(crop in ("auto", True, False),
-          f"config.data.crop_on_device={crop!r} is not allowed; allowed: auto, True, False.")
-    check(not (crop is True and not device),
-          "config.data.crop_on_device=True needs config.data.device_augment=True (the "
-          "crop runs inside the device augmentation).")
-    _check_loop(config, check)
-    _check_embedding_plot(config, check)
-    check(config.data.image_size > 0,
-          f"config.data.image_size={config.data.image_size} must be a positive number of "
-          "pixels.")
-    _check_domains(config, check)
+  MODE_CHECKS.get(config.mode, _check_pretraining_run)(config, check, device_count,
+                                                       process_count)
+  if check.found:
+    raise ConfigError("invalid config:\n  - " + "\n  - ".join(check.found))
 
+
+def _check_language_model_run(config, check, device_count, process_count) -> None:
+  _check_language_model(config, check)
+  _check_optimizer_and_length(config, check)
+  _check_loop(config, check)
+  _check_batch_sizes(config, check, device_count, process_count)
+
+
+def _check_downstream_run(config, check, device_count, process_count) -> None:
+  """linear_eval and finetune: the pretraining workdir, the data laid over its data, and
+  the fine-tune's own fields. The model and data come from the pretraining run."""
+  path = config.get("pretrained_workdir")
+  check(bool(path) and os.path.isdir(str(path)),
+        f"config.pretrained_workdir={path!r} is not a directory; it must be the workdir "
+        "of a pretraining run (holding config.json and checkpoints/).")
+  if path and os.path.isdir(str(path)):
+    _check_downstream(config, check)
   if config.mode == "finetune":
-    f = config.finetune
-    init = f.get("init", "pretrained")
-    check(init in ("pretrained", "random"), f"config.finetune.init={init!r} must be "
-          "'pretrained' (the encoder of pretrained_workdir) or 'random' (its architecture "
-          "at random initialisation).")
-    check(0.0 < f.layer_decay <= 1.0, f"config.finetune.layer_decay={f.layer_decay} must "
-          "be in (0, 1].")
-    check(0.0 <= f.drop_path < 1.0, f"config.finetune.drop_path={f.drop_path} must be in "
-          "[0, 1).")
-    check(0.0 <= f.label_smoothing < 1.0, f"config.finetune.label_smoothing="
-          f"{f.label_smoothing} must be in [0, 1).")
-    for name in ("mixup_alpha", "cutmix_alpha"):
-      check(f[name] >= 0, f"config.finetune.{name}={f[name]} must be >= 0 (0 disables).")
-    for name in ("mix_prob", "switch_prob"):
-      check(0.0 <= f[name] <= 1.0, f"config.finetune.{name}={f[name]} must be in [0, 1].")
+    _check_finetune(config, check)
     _check_optimizer_and_length(config, check)
-  if config.mode in ("linear_eval", "finetune"):
-    # The model and data of an offline evaluation come from the pretraining run.
-    if problems:
-      raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
-    return
+
+
+def _check_finetune(config, check) -> None:
+  f = config.finetune
+  init = f.get("init", "pretrained")
+  check(init in ("pretrained", "random"), f"config.finetune.init={init!r} must be "
+        "'pretrained' (the encoder of pretrained_workdir) or 'random' (its architecture "
+        "at random initialisation).")
+  check(0.0 < f.layer_decay <= 1.0, f"config.finetune.layer_decay={f.layer_decay} must "
+        "be in (0, 1].")
+  check(0.0 <= f.drop_path < 1.0, f"config.finetune.drop_path={f.drop_path} must be in "
+        "[0, 1).")
+  check(0.0 <= f.label_smoothing < 1.0, f"config.finetune.label_smoothing="
+        f"{f.label_smoothing} must be in [0, 1).")
+  for name in ("mixup_alpha", "cutmix_alpha"):
+    check(f[name] >= 0, f"config.finetune.{name}={f[name]} must be >= 0 (0 disables).")
+  for name in ("mix_prob", "switch_prob"):
+    check(0.0 <= f[name] <= 1.0, f"config.finetune.{name}={f[name]} must be in [0, 1].")
+
+
+def _check_pretraining_run(config, check, device_count, process_count) -> None:
+  """Pretraining: the objective and its family's checks, the loss, the optimiser, the
+  input, the loop, the model, the batch sizes and the dataset."""
+  names = losses.names()
+  objective = config.objective
+  check(objective in names, f"config.objective={objective!r} is not a registered "
+        f"objective; allowed: {', '.join(names)}.")
+  if objective in names:
+    family.family_of(config).check_config(config, check)  # the family's own checks
+    _check_loss(config, check)
+    _check_init_from(config, check)
+  check(0.0 <= config.ema.base <= 1.0, f"config.ema.base={config.ema.base} must be in "
+        "[0, 1].")
+  _check_optimizer_and_length(config, check)
+  check(config.grad_accum_steps == 1,
+        f"config.grad_accum_steps={config.grad_accum_steps}: gradient accumulation is "
+        "not supported. The covariance and contrastive objectives are not additive over "
+        "micro-batches (a covariance of half a batch is not half a covariance), so "
+        "accumulating gradients would change the objective; use a larger mesh or "
+        "rematerialisation (config.model.remat=True) to fit the batch instead.")
+  _check_input(config, check)
+  _check_loop(config, check)
+  _check_embedding_plot(config, check)
+  check(config.data.image_size > 0,
+        f"config.data.image_size={config.data.image_size} must be a positive number of "
+        "pixels.")
+  _check_domains(config, check)
+  _check_model(config, check)
+  _check_batch_sizes(config, check, device_count, process_count)
+  _check_dataset(config, check)
+
+
+def _check_input(config, check) -> None:
+  """The augmentation preset, the cache and where the augmentation runs."""
+  check(config.data.preset in data.PRESETS,
+        f"config.data.preset={config.data.preset!r} is not allowed; allowed: "
+        f"{', '.join(sorted(data.PRESETS))}.")
+  check(config.data.cache in data.cache.CACHE_MODES,
+        f"config.data.cache={config.data.cache!r} is not allowed; allowed: "
+        f"{', '.join(data.cache.CACHE_MODES)}.")
+  prefetch = config.data.get("prefetch", 2)
+  check(isinstance(prefetch, int) and prefetch >= 1,
+        f"config.data.prefetch={prefetch!r} is not allowed; allowed: an integer >= 1 "
+        "(global batches placed on the devices ahead of the step).")
+  device = config.data.get("device_augment", False)
+  check(isinstance(device, bool), f"config.data.device_augment={device!r} is not "
+        "allowed; allowed: True (colour augmentation on the accelerator) or False.")
+  crop = config.data.get("crop_on_device", False)
+  check(crop in ("auto", True, False),
+        f"config.data.crop_on_device={crop!r} is not allowed; allowed: auto, True, False.")
+  check(not (crop is True and not device),
+        "config.data.crop_on_device=True needs config.data.device_augment=True (the "
+        "crop runs inside the device augmentation).")
+
+
+def _check_model(config, check) -> None:
   check(config.model.name in models.ENCODERS,
         f"config.model.name={config.model.name!r} is not allowed; allowed: "
         f"{', '.join(models.ENCODERS)}.")
@@ -337,8 +365,9 @@ def validate(config, *, device_count: int | None = None,
           f"{config.model.stem!r} is not allowed; allowed: "
           f"{', '.join(models.resnet.STEMS)}.")
 
-  _check_batch_sizes(config, check, device_count, process_count)
 
+def _check_dataset(config, check) -> None:
+  """The data folder, the dataset (registered, prepared) and its splits; offline."""
   dataset = config.data.dataset
   data_dir = config.data.data_dir
   if data_dir is not None:
@@ -347,19 +376,22 @@ def validate(config, *, device_count: int | None = None,
     root = data.image_folder.root_of(dataset)
     check(os.path.isdir(root), f"config.data.dataset={dataset!r}: the folder {root!r} does "
           "not exist (expected PATH/<split>/<label>/*.png).")
-  elif config.mode == "pretrain" and (unknown := data.check_dataset_name(dataset)):
+  elif unknown := data.check_dataset_name(dataset):
     check(False, f"config.data.dataset={dataset!r}: {unknown}")
-  elif (config.mode == "pretrain" and not data.tfds_source.is_embedded(dataset)
-        and not config.data.download and (data_dir is None or os.path.isdir(data_dir))):
+  elif (not data.tfds_source.is_embedded(dataset) and not config.data.download
+        and (data_dir is None or os.path.isdir(data_dir))):
     check(data.tfds_source.prepared_builder(dataset, data_dir) is not None,
           f"config.data.dataset={dataset!r} is not prepared in config.data.data_dir="
           f"{data_dir!r}. " + data.tfds_source.prepare_instructions(
               dataset, data_dir or "~/tensorflow_datasets"))
-  if not any(p.startswith("config.data.dataset") for p in problems):
+  if not any(p.startswith("config.data.dataset") for p in check.found):
     for field in ("train_split", "eval_split", "knn_split"):
       problem = data.check_split(dataset, config.data[field], data_dir=data_dir,
                                  train_split=config.data.train_split)
       check(problem is None, f"config.data.{field}={config.data[field]!r}: {problem}")
 
-  if problems:
-    raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+
+# mode -> its checks; an unknown mode gets the pretraining checks besides its own error.
+MODE_CHECKS = {"pretrain": _check_pretraining_run, "linear_eval": _check_downstream_run,
+               "finetune": _check_downstream_run,
+               "language_model": _check_language_model_run}
