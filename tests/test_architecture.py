@@ -300,3 +300,30 @@ def test_step_modules_import_without_tensorflow_clu_or_matplotlib():
                         text=True, env={"PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
                                         "PATH": "/usr/bin:/bin"})
   assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+# ------------------------------------------------------------ docs ---------------------
+def files_named(section: str, text: str) -> list[str]:
+  """The files a bullet of docs/architecture.md names in backticks (``a/b.py``,
+  ``a/b.py::NAME``; placeholders such as ``<family>`` left out)."""
+  start = text.index(f"* **{section}**")
+  end = text.find("\n* **", start + 1)
+  bullet = text[start:end if end > 0 else None]
+  return sorted({m.split("::")[0] for m in re.findall(r"`([\w./<>:-]+\.py(?:::\w+)?)`",
+                                                      bullet) if "<" not in m})
+
+
+@pytest.mark.parametrize("section,must_name", [
+    ("Add an objective", {"tests/losses/reference.py", "tests/trainers/test_pretraining.py",
+                          "tests/test_completeness.py"}),
+    ("Add a family", {"mssl/steps/family.py", "tests/steps/test_family.py"}),
+])
+def test_the_add_an_objective_and_add_a_family_lists_name_files_that_exist(section,
+                                                                           must_name):
+  text = (ROOT / "docs" / "architecture.md").read_text()
+  named = files_named(section, text)
+  assert must_name <= set(named), named
+  missing = [f for f in named if not (ROOT / f).is_file()]
+  assert missing == [], missing
+  assert files_named("Add a family", "* **Add a family**: `x/gone.py`, `a/<b>.py`\n") == \
+      ["x/gone.py"]
