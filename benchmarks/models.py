@@ -69,14 +69,15 @@ def masked_image_rows(batch: int, repeats: int, budget: float, size: str = "base
   import statistics
   import time
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  from configs import common as config_common
+  from configs import common as config_common, mmae_shapes
   from mssl.steps import masked_image
   images = jnp.asarray(np.random.default_rng(0).uniform(size=(batch, 224, 224, 3)),
                        jnp.float32)
   batch_tree = {"views": (images,)}
   steps, states, dtypes = {}, {}, {}
   for objective in ("mae", "umae", "mmae"):
-    config = config_common.masked_image_config(objective, size, None)
+    config = config_common.masked_image_config(objective, size, None,
+                                               loss=mmae_shapes.LOSS[objective])
     config.batch_size = batch
     config.model.dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
     network = masked_image.build_network(config)

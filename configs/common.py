@@ -436,23 +436,16 @@ def shapes(c, *, steps=SHAPES_STEPS, loss=None, optimizer=None, augment=None,
 
 
 # ------------------------------------------------------------------ masked image -------
-# name -> config.loss of the masked-image objectives: the objectives' defaults (mu = 3 is
-# the official M-MAE pretrain.sh, a ViT-L run). The ImageNet recipe configs set mu per
-# model size and reference_world_size = 8, the official runs' GPU count (see
-# mssl.losses.masked_image_objective: their regulariser gradient is 1/8 of the exact one).
-MASKED_IMAGE_LOSS = {"mmae": dict(lam=0.01, mu=3.0, center=False), "umae": dict(lam=0.01),
-                     "mae": dict(lam=0.0)}
-
-
-def masked_image_config(objective, size, arg):
+def masked_image_config(objective, size, arg, loss):
   """M-MAE / U-MAE / MAE on ImageNet with a ViT of ``size`` (docs/methods.md recipe):
   AdamW (0.9, 0.95), wd 0.05 (none on biases and norms), lr 1.5e-4 x B/256, B = 1024,
   40 warm-up epochs of 200, random-resized crop 0.2-1 + flip, mask ratio 0.75, decoder
-  512 x 8. ``arg``: ``epochs=N``, ``runlocal``."""
+  512 x 8. ``arg``: ``epochs=N``, ``runlocal``. ``loss``: the objective's
+  ``config.loss`` values, stated by each config (lam, mu, reference_world_size)."""
   words = parse_arg(arg, epochs=int, runlocal=bool)
   c = get_config()
   c.objective = objective
-  c.loss = loss_config(objective, **MASKED_IMAGE_LOSS[objective])
+  c.loss = loss_config(objective, **loss)
   c.projector = None
   c.predictor = None
   c.mae = ml_collections.ConfigDict(dict(mask_ratio=0.75, decoder_width=512,

@@ -11,4 +11,5 @@ from configs import common
 
 
 def get_config(arg=None):
-  return common.masked_image_config("mae", "base", arg)
+  return common.masked_image_config("mae", "base", arg,
+                                    loss=dict(lam=0.0))  # no regulariser

@@ -13,11 +13,16 @@ Follow with configs/finetune.py:shapes on the workdir.
 
 from configs import common
 
+# The objectives' config.loss on this CPU run: M-MAE's regulariser weight and mu = 3 (the
+# official pretrain.sh), U-MAE's weight, none for MAE; the exact gradient (one device).
+LOSS = {"mmae": dict(lam=0.01, mu=3.0, center=False), "umae": dict(lam=0.01),
+        "mae": dict(lam=0.0)}
+
 
 def get_config(arg=None):
   words = common.parse_arg(arg, umae=bool, mae=bool, steps=int)
   objective = next((o for o in ("umae", "mae") if o in words), "mmae")
-  c = common.masked_image_config(objective, "micro", "runlocal")
+  c = common.masked_image_config(objective, "micro", "runlocal", loss=LOSS[objective])
   c.batch_size = 128
   c.total_steps = words.get("steps", 400)
   c.optimizer.update(dict(base_lr=1.5e-3, warmup_epochs=0.5))

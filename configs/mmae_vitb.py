@@ -24,7 +24,8 @@ from configs import common
 
 
 def get_config(arg=None):
-  c = common.masked_image_config("mmae", "base", arg)
-  c.loss.mu = 1.0                    # the paper's ViT-B value
-  c.loss.reference_world_size = 8    # the official runs' gradient scale (8 GPUs)
-  return c
+  return common.masked_image_config(
+      "mmae", "base", arg,
+      # lam: the regulariser's weight; mu = 1: the paper's ViT-B value; the official runs'
+      # gradient scale (8 GPUs, see the docstring).
+      loss=dict(lam=0.01, mu=1.0, center=False, reference_world_size=8))

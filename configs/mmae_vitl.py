@@ -17,9 +17,10 @@ from configs import common
 
 
 def get_config(arg=None):
-  c = common.masked_image_config("mmae", "large", arg)
-  c.loss.mu = 3.0                    # the official ViT-L run (pretrain.sh)
-  c.loss.reference_world_size = 8    # the official runs' gradient scale (8 GPUs)
+  c = common.masked_image_config(
+      "mmae", "large", arg,
+      # mu = 3: the official ViT-L run (pretrain.sh); its gradient scale (8 GPUs).
+      loss=dict(lam=0.01, mu=3.0, center=False, reference_world_size=8))
   if "runlocal" not in common.parse_arg(arg, epochs=int, runlocal=bool):
     c.model.remat = True
   return c

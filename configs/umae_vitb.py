@@ -16,6 +16,6 @@ from configs import common
 
 
 def get_config(arg=None):
-  c = common.masked_image_config("umae", "base", arg)
-  c.loss.reference_world_size = 8    # the official run's gradient scale (8 GPUs)
-  return c
+  return common.masked_image_config(
+      "umae", "base", arg,
+      loss=dict(lam=0.01, reference_world_size=8))  # the official run's scale (8 GPUs)
