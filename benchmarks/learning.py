@@ -63,9 +63,9 @@ FINETUNE_MARGIN = 0.05   # fine-tune from pretrained - fine-tune from random ini
 SHORTFALLS: dict[str, str] = {
     "byol": "no collapse with its SGD recipe (feature effective rank 12 of 64) but no "
             "better than random init at this budget; LARS collapsed (docs/learning.md)",
-    "simsiam": "seed-dependent with the official fixed predictor lr: seed 0 learns (+21 / "
-               "+20 pts), seed 1 collapses by step 500 (feature effective rank 5.6 of 64); "
-               "with a decayed one all three recipes tried collapsed (docs/learning.md)",
+    "simsiam": "with the official fixed predictor lr seed 0 learns (+21 / +20 pts) but "
+               "seeds 1 and 2 collapse by step 500 (feature effective rank 5.6 and 10.0 of "
+               "64); with a decayed one all three recipes tried collapsed (docs/learning.md)",
     "spectral_contrastive": "no collapse (feature effective rank 25 of 64) but no shape "
                             "either; not yet diagnosed (docs/learning.md)",
     "mec": "learns more slowly than Matrix-SSL on the same encoder (docs/learning.md)",
