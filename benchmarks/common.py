@@ -164,6 +164,31 @@ def mean_range(values) -> tuple:
   return statistics.mean(values), min(values), max(values)
 
 
+def add_table_arguments(parser, *, seeds: str, out, workdirs: str, block: str,
+                        workdirs_help: str = "where the runs' workdirs go") -> None:
+  """The flags every results-table benchmark takes: ``--seeds``, ``--out`` (the JSON),
+  ``--workdirs`` (under the temporary folder, named ``workdirs``), ``--rerun``,
+  ``--table-only`` and ``--readme`` (README.md's ``block``)."""
+  parser.add_argument("--seeds", default=seeds)
+  parser.add_argument("--out", default=str(out))
+  parser.add_argument("--workdirs", default=os.path.join(tempfile.gettempdir(), workdirs),
+                      help=workdirs_help)
+  parser.add_argument("--rerun", action="store_true", help="replace rows already there")
+  parser.add_argument("--table-only", action="store_true", help="no runs: JSON -> table")
+  parser.add_argument("--readme", action="store_true",
+                      help=f"also write the table into README.md's {block}")
+
+
+def parse_names(parser, flag: str, text: str, known, *, word: str = "known") -> list[str]:
+  """``--flag=a,b`` -> ``["a", "b"]``; an argparse error naming the flag, the unknown
+  names and the ``known`` ones otherwise."""
+  names = [n for n in text.split(",") if n]
+  unknown = sorted(set(names) - set(known))
+  if unknown:
+    parser.error(f"{flag}: unknown {unknown}; {word}: {', '.join(known)}.")
+  return names
+
+
 def parse_seeds(parser, text: str) -> list[int]:
   """``--seeds=0,1,2`` -> ``[0, 1, 2]`` (an argparse error naming the flag otherwise)."""
   try:

@@ -24,7 +24,6 @@ import os
 import pathlib
 import shutil
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  (benchmarks/common.py)
@@ -109,19 +108,10 @@ def main(argv=None) -> int:
   parser.add_argument("--size", type=int, default=28, help="config.data.image_size")
   parser.add_argument("--steps", type=int, default=STEPS)
   parser.add_argument("--variants", default="recipe,grey,width16")
-  parser.add_argument("--seeds", default="0,1")
-  parser.add_argument("--out", default=str(DEFAULT_OUT))
-  parser.add_argument("--workdirs", default=os.path.join(tempfile.gettempdir(),
-                                                         "mssl_image_folder"))
-  parser.add_argument("--rerun", action="store_true", help="replace rows already there")
-  parser.add_argument("--table-only", action="store_true", help="no runs: JSON -> table")
-  parser.add_argument("--readme", action="store_true",
-                      help="also write the table into README.md's image-folder block")
+  common.add_table_arguments(parser, seeds="0,1", out=DEFAULT_OUT,
+                             workdirs="mssl_image_folder", block="image-folder block")
   args = parser.parse_args(argv)
-  variants = [v for v in args.variants.split(",") if v]
-  unknown = sorted(set(variants) - set(VARIANTS))
-  if unknown:
-    parser.error(f"--variants: unknown {unknown}; known: {', '.join(VARIANTS)}.")
+  variants = common.parse_names(parser, "--variants", args.variants, VARIANTS)
   seeds = common.parse_seeds(parser, args.seeds)
   out = pathlib.Path(args.out)
   table = common.load_table(out)

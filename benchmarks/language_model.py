@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import shutil
 import sys
-import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -118,20 +116,11 @@ def write_readme(table: dict, readme: pathlib.Path = ROOT / "README.md") -> None
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated: ce, ce+mce")
-  parser.add_argument("--seeds", default="0,1,2")
   parser.add_argument("--steps", type=int, default=None, help="instead of the config's")
-  parser.add_argument("--out", default=str(DEFAULT_OUT))
-  parser.add_argument("--workdirs", default=os.path.join(tempfile.gettempdir(),
-                                                         "mssl_language_model"))
-  parser.add_argument("--rerun", action="store_true", help="replace rows already there")
-  parser.add_argument("--table-only", action="store_true", help="no runs: JSON -> table")
-  parser.add_argument("--readme", action="store_true",
-                      help="also write the table into README.md's block")
+  common.add_table_arguments(parser, seeds="0,1,2", out=DEFAULT_OUT,
+                             workdirs="mssl_language_model", block="block")
   args = parser.parse_args(argv)
-  arms = [a for a in args.arms.split(",") if a]
-  unknown = sorted(set(arms) - set(ARMS))
-  if unknown:
-    parser.error(f"--arms: unknown {unknown}; allowed: {', '.join(ARMS)}.")
+  arms = common.parse_names(parser, "--arms", args.arms, ARMS, word="allowed")
   seeds = common.parse_seeds(parser, args.seeds)
   out = pathlib.Path(args.out)
   table = common.load_table(out)

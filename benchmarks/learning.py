@@ -32,12 +32,10 @@ The runs use XLA's default CPU optimisation (no test flags) and the machine's co
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import shutil
 import statistics
 import sys
-import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -231,24 +229,17 @@ def write_readme(table: dict, readme: pathlib.Path = ROOT / "README.md") -> None
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--objectives", default="", help="comma-separated; default: all")
-  parser.add_argument("--seeds", default="0,1,2")
-  parser.add_argument("--out", default=str(DEFAULT_OUT))
-  parser.add_argument("--workdirs", default=os.path.join(tempfile.gettempdir(),
-                                                         "mssl_learning"),
-                      help="where the runs' workdirs go (deleted row by row with --clean)")
+  common.add_table_arguments(
+      parser, seeds="0,1,2", out=DEFAULT_OUT, workdirs="mssl_learning",
+      block="learning-table block",
+      workdirs_help="where the runs' workdirs go (deleted row by row with --clean)")
   parser.add_argument("--steps", type=int, default=None,
                       help="pretraining steps instead of each recipe's (a shorter table)")
-  parser.add_argument("--rerun", action="store_true", help="replace rows already there")
   parser.add_argument("--clean", action="store_true", help="delete each row's workdirs")
-  parser.add_argument("--table-only", action="store_true", help="no runs: JSON -> table")
-  parser.add_argument("--readme", action="store_true",
-                      help="also write the table into README.md's learning-table block")
   args = parser.parse_args(argv)
   names = objectives()
-  chosen = [o for o in args.objectives.split(",") if o] or names
-  unknown = sorted(set(chosen) - set(names))
-  if unknown:
-    parser.error(f"--objectives: unknown {unknown}; registered: {', '.join(names)}.")
+  chosen = common.parse_names(parser, "--objectives", args.objectives, names,
+                              word="registered") or names
   seeds = common.parse_seeds(parser, args.seeds)
   out = pathlib.Path(args.out)
   table = load(out)
