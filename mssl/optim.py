@@ -72,11 +72,16 @@ def scale_by_multipliers(multipliers) -> optax.GradientTransformation:
       lambda u, m: u * jnp.asarray(m, u.dtype), updates, multipliers))
 
 
+def peak_learning_rate(base_lr: float, global_batch: int, scale_by_batch: bool = True):
+  """``base_lr x B / 256`` (the linear scaling rule), or ``base_lr`` unscaled."""
+  return base_lr * global_batch / 256 if scale_by_batch else base_lr
+
+
 def learning_rate_schedule(*, base_lr: float, global_batch: int, total_steps: int,
                            warmup_steps: int, scale_by_batch: bool = True,
                            end_lr: float = 0.0) -> optax.Schedule:
   """Linear warm-up to ``base_lr x B / 256`` (or ``base_lr``), then cosine to ``end_lr``."""
-  peak = base_lr * global_batch / 256 if scale_by_batch else base_lr
+  peak = peak_learning_rate(base_lr, global_batch, scale_by_batch)
   warmup_steps = min(warmup_steps, max(total_steps - 1, 0))
   if warmup_steps == 0:  # the same values, without optax's warning about a 0-step ramp
     return optax.cosine_decay_schedule(
@@ -108,13 +113,17 @@ def make_optimizer(name: str, learning_rate, *, weight_decay: float = 0.0,
 
 
 def from_config(config, total_steps: int, steps_per_epoch: int,
-                no_decay: tuple[str, ...] = ()):
-  """``(optimiser, schedule)`` from ``config.optimizer`` and ``config.batch_size``."""
+                no_decay: tuple[str, ...] = (), constant: bool = False):
+  """``(optimiser, schedule)`` from ``config.optimizer`` and ``config.batch_size``; with
+  ``constant`` the optimiser runs at the schedule's peak rate throughout (the schedule
+  returned is still the warm-up and cosine one)."""
   o = config.optimizer
   schedule = learning_rate_schedule(
       base_lr=o.base_lr, global_batch=config.batch_size, total_steps=total_steps,
       warmup_steps=int(o.warmup_epochs * steps_per_epoch), scale_by_batch=o.scale_by_batch)
-  tx = make_optimizer(o.name, schedule, weight_decay=o.weight_decay, momentum=o.momentum,
+  rate = (peak_learning_rate(o.base_lr, config.batch_size, o.scale_by_batch) if constant
+          else schedule)
+  tx = make_optimizer(o.name, rate, weight_decay=o.weight_decay, momentum=o.momentum,
                       trust_coefficient=o.trust_coefficient, b1=o.b1, b2=o.b2,
                       no_decay=no_decay)
   return tx, schedule

@@ -119,11 +119,8 @@ def make_optimizer(config, total_steps: int, steps_per_epoch: int):
   groups = {"ssl": ssl, "classifier": classifier}
   fixed = config.optimizer.get("predictor_lr", "schedule") == "fixed"
   if fixed:
-    o = config.optimizer
-    peak = o.base_lr * config.batch_size / 256 if o.scale_by_batch else o.base_lr
-    groups["predictor"] = optim.make_optimizer(
-        o.name, peak, weight_decay=o.weight_decay, momentum=o.momentum,
-        trust_coefficient=o.trust_coefficient, b1=o.b1, b2=o.b2)
+    groups["predictor"], _ = optim.from_config(config, total_steps, steps_per_epoch,
+                                               constant=True)
 
   def labels(params):
     return {k: ("classifier" if k == CLASSIFIER else
