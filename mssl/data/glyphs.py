@@ -78,8 +78,7 @@ def draw(digit: str, rng: np.random.Generator, size: int = 28) -> np.ndarray:
   return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
 
 
-def write_folder(root, per_class: dict | int = None, size: int = 28, seed: int = 0,
-                 splits: dict = None) -> pathlib.Path:
+def write_folder(root, size: int = 28, seed: int = 0, splits: dict = None) -> pathlib.Path:
   """Write ``root/<split>/<digit>/<i>.png`` and return ``root``. ``splits``: images per
   class of each split (default ``{"train": 600, "test": 100}``: 6,000 and 1,000 images);
   every image is drawn from its own seed ``(seed, split, digit, i)``."""

@@ -165,10 +165,11 @@ def split_names(split: str) -> list:
   return [part.name for part in _folder_parts(split)]
 
 
-def check_classes(root: str, split: str, train_split: str = "train") -> Optional[str]:
-  """None unless ``split`` of the folder ``root`` holds class folders that the training
-  split ``train_split`` lacks (their images would have no label id): then the error."""
-  names = split_names(split)
+def check_classes(root: str, split: str, names: Sequence[str],
+                  train_split: str = "train") -> Optional[str]:
+  """None unless ``split`` (reading the split folders ``names``) of the folder ``root``
+  holds class folders that the training split ``train_split`` lacks (their images would
+  have no label id): then the error."""
   classes = set(class_names(root, train_split))
   extra = sorted({d.name for n in names for d in _label_folders(pathlib.Path(root) / n)}
                  - classes)

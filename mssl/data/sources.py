@@ -55,7 +55,7 @@ def check_split(dataset: str, split: str, *, data_dir: Optional[str] = None,
     return (f"split {split!r} names {', '.join(repr(m) for m in missing)}, which "
             f"dataset {dataset!r} does not have; its splits: "
             f"{', '.join(known) or '(none)'}.{hint}")
-  return image_folder.check_classes(root, split, train_split) if folder else None
+  return image_folder.check_classes(root, split, names, train_split) if folder else None
 
 
 def dataset_num_classes(dataset: str, *, data_dir: Optional[str] = None,
