@@ -40,10 +40,16 @@ class CheckpointStructureError(ValueError):
   """A readable checkpoint of another state structure (model, heads, objective)."""
 
 
+# What Orbax's restore raises (a ValueError) for a target of another shape or tree: a
+# different array shape, a target path missing on disk, or trees with other keys (e.g. an
+# optimiser with another parameter group).
+STRUCTURE_MISMATCH_TEXTS = ("is not compatible with the stored shape", "Structure mismatch",
+                            "tree structures do not match")
+
+
 def _is_structure_mismatch(error: Exception) -> bool:
-  text = str(error)
-  return isinstance(error, ValueError) and (
-      "is not compatible with the stored shape" in text or "Structure mismatch" in text)
+  return isinstance(error, ValueError) and any(
+      text in str(error) for text in STRUCTURE_MISMATCH_TEXTS)
 
 
 def _leaf_bits(x: jax.Array) -> jax.Array:

@@ -37,6 +37,10 @@ IDENTITY_FIELDS = ("mode", "init_from", "objective", "loss", "model", "projector
                    "teacher", "batch_size", "seed", "optimizer", "data.dataset",
                    "data.image_size", "data.num_views", "data.problem_seed",
                    "data.train_problems", "finetune")
+# Identity fields added to the configs after runs were saved without them, with the value
+# such a run had implicitly: a resume compares against it, so a run that now sets another
+# value is told so (instead of failing on the checkpoint's optimiser tree).
+ADDED_FIELDS = {"optimizer.predictor_lr": "schedule"}
 
 
 class WorkdirError(RuntimeError):
@@ -211,6 +215,9 @@ def config_differences(saved: dict, config, identity: bool = True) -> list[str]:
   changes a resume may make)."""
   now = _identity(_flatten(json.loads(config.to_json_best_effort())), identity)
   before = _identity(_flatten(saved), identity)
+  for key, implicit in ADDED_FIELDS.items():
+    if key in now and key not in before and _is_identity(key) == identity:
+      before[key] = implicit
 
   def compared(key, other):
     # A field the other side lacks entirely is one added (or retired) since the save, at

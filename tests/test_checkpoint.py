@@ -27,6 +27,26 @@ def test_checkpoint_of_another_structure_is_an_error_not_a_fallback(tmp_path):
   assert os.listdir(directory) == ["1"] and not (tmp_path / "checkpoints_unreadable").exists()
 
 
+@pytest.mark.parametrize("target", [
+    {"w": jnp.ones((4, 3)), "extra": jnp.ones((2,))},  # a field more than on disk
+    {"w": jnp.ones((4, 3)), "opt": {"group": jnp.ones((3,))}},  # another subtree
+])
+def test_checkpoint_of_another_tree_is_an_error_not_a_fallback(tmp_path, target):
+  """A checkpoint whose tree has other keys than the run's state (e.g. an optimiser with a
+  parameter group more) is another run's, not a corrupt one: restoring it raises the
+  structure error and moves nothing, so the run does not restart from step 0."""
+  directory = str(tmp_path / "checkpoints")
+  checkpointer = ckpt_lib.Checkpointer(directory)
+  checkpointer.save(1, {"w": jnp.ones((4, 3)), "opt": {"other": jnp.ones((3,))}},
+                    {"data_position": 1})
+  checkpointer.close()
+  checkpointer = ckpt_lib.Checkpointer(directory)
+  with pytest.raises(ckpt_lib.CheckpointStructureError, match="nothing was moved"):
+    checkpointer.restore_latest(ckpt_lib.abstract_like(target))
+  checkpointer.close()
+  assert os.listdir(directory) == ["1"] and not (tmp_path / "checkpoints_unreadable").exists()
+
+
 def test_fingerprint_detects_changed_bytes_and_falls_back(tmp_path, caplog):
   directory = str(tmp_path / "checkpoints")
   state = {"w": jnp.arange(20_000, dtype=jnp.float32).reshape(200, 100),

@@ -65,6 +65,20 @@ def test_config_differences_compare_groups_and_ignore_fields_added_since():
   assert "predictor.hidden: saved '(absent)', now [128]" in differences
 
 
+@pytest.mark.parametrize("now,differs", [("schedule", False), ("fixed", True)])
+def test_a_field_added_since_the_save_is_compared_with_its_implicit_value(now, differs):
+  """A run saved before ``optimizer.predictor_lr`` existed trained with the schedule; a
+  resume that fixes the predictor's rate is another run (its optimiser has another
+  group), one that keeps the schedule is the same."""
+  saved = json.loads(fake_config().to_json_best_effort())
+  saved["optimizer"].pop("predictor_lr", None)
+  config = fake_config()
+  config.optimizer.predictor_lr = now
+  differences = workdir_lib.config_differences(saved, config)
+  assert differences == (["optimizer.predictor_lr: saved 'schedule', now 'fixed'"]
+                         if differs else [])
+
+
 # ------------------------------------------------------------ the workdir lock ---------
 LOCK_CHILD = """
 import sys
@@ -173,7 +187,7 @@ def test_a_resume_may_change_length_and_cadence_naming_each_change(tmp_path, cap
   run_job(tmp_path, total_steps=4, config=fake_config(total_steps=4))
   with caplog.at_level("WARNING"):
     outcome = run_job(tmp_path, total_steps=6, config=fake_config(total_steps=6, log_every=2))
-  assert int(outcome.state["step"]) == 6
+  assert int(outcome.state.step) == 6
   (line,) = [r.getMessage() for r in caplog.records if "changed fields" in r.getMessage()]
   assert line.startswith("resuming from step 4 with changed fields (allowed on resume): ")
   assert "log_every: saved 1, now 2" in line and "total_steps: saved 4, now 6" in line
