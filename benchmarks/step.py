@@ -122,12 +122,12 @@ def count_flops(config, state, batch, num_classes: int, steps_per_epoch: int):
     if make_loss is None:
       return None
     loss_fn = make_loss(config, masked_image.build_network(config))
-    return flops.count_loss(loss_fn, state["params"], batch["views"][0], jax.random.key(0))
+    return flops.count_loss(loss_fn, state.params, batch["views"][0], jax.random.key(0))
   make_loss = getattr(two_view, "make_loss_fn", None)
   if make_loss is None:
     return None
   loss_fn = make_loss(config, two_view.build_network(config, num_classes), steps_per_epoch)
-  return flops.count_loss(loss_fn, state["params"], state,
+  return flops.count_loss(loss_fn, state.params, state,
                           batch["views"][: config.data.num_views], batch["label"])
 
 

@@ -40,6 +40,8 @@ import numpy as np
 from mssl import checkpoint as ckpt_lib
 from mssl import sharding
 from mssl import workdir as workdir_lib
+from mssl.steps import state as state_lib
+from mssl.steps.state import TrainState
 
 
 
@@ -108,7 +110,7 @@ class CheckpointWriteError(OSError):
 class Job:
   """What :func:`run` needs from a trainer."""
   objective: str                               # named in error messages
-  state: Any                                   # replicated initial state (a dict pytree)
+  state: TrainState                            # replicated initial state
   train_step: Callable[[Any, Any], tuple]      # jitted, donates the state
   make_data: Callable[[int], Any]              # input position -> tf.data.Dataset
   evaluate: Callable[[Any], dict]              # state -> eval metrics
@@ -118,7 +120,7 @@ class Job:
 
 @dataclasses.dataclass
 class Outcome:
-  state: Any
+  state: TrainState
   eval_metrics: dict
   train_seconds: float
   finished: bool                               # False: stopped early, resume later
@@ -329,10 +331,12 @@ def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
   # Every checkpoint carries the config it was trained with: the identity check's stand-in
   # for a lost config.json.
   config_record = json.loads(config.to_json_best_effort())
-  restored = checkpointer.restore_latest(ckpt_lib.abstract_like(state))
+  # Checkpoints hold the state as a dict of its fields (mssl.steps.state.to_saved).
+  restored = checkpointer.restore_latest(ckpt_lib.abstract_like(state_lib.to_saved(state)))
   position, start_step = 0, 0
   if restored is not None:
-    start_step, state, meta = restored
+    start_step, saved, meta = restored
+    state = state_lib.from_saved(saved)
     position = int(meta["data_position"])
     logging.info("resumed from step %d (input position %d)", start_step, position)
     if changes:
@@ -345,7 +349,7 @@ def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
 
   if jax.process_index() == 0 and start_step == 0:
     save_config(config, workdir, job.run_info)
-    parameter_overview.log_parameter_overview(state["params"])
+    parameter_overview.log_parameter_overview(state.params)
     writer.write_hparams({k: v for k, v in flatten(config).items()
                           if isinstance(v, (int, float, str, bool))})
 
@@ -386,7 +390,7 @@ def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
         check_state_finite(step, state, host_metrics, job.objective, last_checkpoint,
                            advice)
         try:
-          checkpointer.save(step, state,
+          checkpointer.save(step, state_lib.to_saved(state),
                             {"data_position": position + (step - start_step),
                              CONFIG_KEY: config_record})
         except Exception as error:  # an async write error surfaces at the next save
@@ -417,4 +421,4 @@ def run(config, workdir: str, job: Job, mesh, writer) -> Outcome:
   except Exception as error:
     raise checkpoint_write_error(error, checkpointer, last_checkpoint) from None
   return Outcome(state, eval_metrics, time.time() - started,
-                 finished=int(state["step"]) >= total)
+                 finished=int(state.step) >= total)

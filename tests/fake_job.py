@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from mssl import checkpoint as ckpt_lib
 from mssl import loop, sharding
+from mssl.steps.state import TrainState
 
 from helpers import load_config
 
@@ -44,22 +45,22 @@ def fake_config(**overrides):
 
 def fake_job(total_steps, blow_up_at=None, nan_loss_at=None):
   def train_step(state, batch):
-    step = state["step"] + 1
-    params = {"w": state["params"]["w"] + jnp.mean(batch["x"])}
+    step = state.step + 1
+    params = {"w": state.params["w"] + jnp.mean(batch["x"])}
     if blow_up_at is not None:
       params = {"w": jnp.where(step >= blow_up_at, jnp.inf, params["w"])}
     loss = jnp.float32(1.0) / step
     if nan_loss_at is not None:
       loss = jnp.where(step >= nan_loss_at, jnp.nan, loss)
-    return dict(state, step=step, params=params), {"loss": loss}
+    return state.replace(step=step, params=params), {"loss": loss}
 
   def make_data(position):
     return tf.data.Dataset.range(position, 10_000).map(
         lambda i: {"x": tf.fill([8, 2], tf.cast(i, tf.float32))})
 
   mesh = sharding.make_mesh()
-  state = sharding.replicate(mesh, {"step": jnp.zeros((), jnp.int32),
-                                    "params": {"w": jnp.zeros((2,), jnp.float32)}})
+  state = sharding.replicate(mesh, TrainState(step=jnp.zeros((), jnp.int32),
+                                               params={"w": jnp.zeros((2,), jnp.float32)}))
   job = loop.Job(objective="fake", state=state,
                  train_step=loop.jit_train_step(train_step, mesh), make_data=make_data,
                  evaluate=lambda s: {}, total_steps=total_steps, run_info={})

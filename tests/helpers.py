@@ -191,6 +191,7 @@ def pretraining_workdir(workdir, objective="simclr", step=3, seed=0, model=None)
   parameter moved by +0.01, a stand-in for training (so no initialisation has them).
   Returns ``(config, network, variables)``, the variables as saved."""
   from mssl import checkpoint, loop
+  from mssl.steps import state as state_lib
   from mssl.steps import two_view
   config = load_config(f"{objective}_r18_cifar", "runlocal")
   config.model.update(model or {"name": "vit_micro", "patch_size": 4})
@@ -207,7 +208,7 @@ def pretraining_workdir(workdir, objective="simclr", step=3, seed=0, model=None)
   loop.save_config(config, str(workdir), {"num_classes": 10, "total_steps": 10,
                                           "steps_per_epoch": 10})
   checkpointer = checkpoint.Checkpointer(os.path.join(str(workdir), "checkpoints"))
-  checkpointer.save(step, state, {"data_position": step})
+  checkpointer.save(step, state_lib.to_saved(state), {"data_position": step})
   checkpointer.close()
   return config, network, jax.device_get(variables)
 

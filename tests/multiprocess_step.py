@@ -34,7 +34,7 @@ def main(process_id: int, num_processes: int, port: int, out: str):
   labels = rng.integers(0, 10, 32)
   rows = slice(process_id * 32 // num_processes, (process_id + 1) * 32 // num_processes)
   local = {"views": tuple(v[rows] for v in views), "label": labels[rows]}
-  initial = {"params": state["params"], "batch_stats": state["batch_stats"]}
+  initial = {"params": state.params, "batch_stats": state.batch_stats}
   mesh = sharding.make_mesh()
   step = jax.jit(step_fn, in_shardings=(sharding.replicated(mesh),
                                         sharding.batch_sharded(mesh)),
@@ -45,7 +45,7 @@ def main(process_id: int, num_processes: int, port: int, out: str):
   state, second = step(state, sharding.global_batch(mesh, local))
   local = lambda x: np.asarray(jax.device_get(x.addressable_shards[0].data))
   flat = jax.tree_util.tree_flatten_with_path(
-      {"params": state["params"], "batch_stats": state["batch_stats"],
+      {"params": state.params, "batch_stats": state.batch_stats,
        "metrics": {"step1": first, "step2": second}})[0]
   arrays = {jax.tree_util.keystr(path): local(leaf) for path, leaf in flat}
   for path, leaf in jax.tree_util.tree_flatten_with_path(initial)[0]:

@@ -14,6 +14,7 @@ import pytest
 
 from mssl import checkpoint as ckpt_lib
 from mssl import loop, sharding, run
+from mssl.steps import state as state_lib
 
 from fake_job import FakeWriter, fake_config, run_job, steps_on_disk
 from helpers import FAST_MODEL, ROOT, load_config, params_of, run_main, small
@@ -22,11 +23,11 @@ from helpers import FAST_MODEL, ROOT, load_config, params_of, run_main, small
 # ------------------------------------------------------------ the fake job -------------
 def test_fake_job_trains_saves_and_resumes(tmp_path):
   outcome = run_job(tmp_path, total_steps=3)
-  assert outcome.finished and int(outcome.state["step"]) == 3
+  assert outcome.finished and int(outcome.state.step) == 3
   # params after step s: sum over batches 0..s-1 of the batch value (= its position)
-  np.testing.assert_allclose(np.asarray(outcome.state["params"]["w"]), [3.0, 3.0])
+  np.testing.assert_allclose(np.asarray(outcome.state.params["w"]), [3.0, 3.0])
   outcome = run_job(tmp_path, total_steps=5)  # resumes at position 3
-  np.testing.assert_allclose(np.asarray(outcome.state["params"]["w"]), [10.0, 10.0])
+  np.testing.assert_allclose(np.asarray(outcome.state.params["w"]), [10.0, 10.0])
   assert steps_on_disk(tmp_path) == [1, 2, 3, 4, 5]
 
 
@@ -55,13 +56,13 @@ def test_saved_input_position_counts_consumed_batches_whatever_the_prefetch(tmp_
   config = fake_config(stop_after=2)
   config.data.prefetch = depth
   outcome = run_job(tmp_path, total_steps=5, config=config)
-  assert int(outcome.state["step"]) == 2 and not outcome.finished
+  assert int(outcome.state.step) == 2 and not outcome.finished
   _, _, meta = ckpt_lib.Checkpointer(str(tmp_path / "checkpoints")).restore_latest(
-      ckpt_lib.abstract_like(outcome.state))
+      ckpt_lib.abstract_like(state_lib.to_saved(outcome.state)))
   assert meta["data_position"] == 2
   config.stop_after = -1
   outcome = run_job(tmp_path, total_steps=5, config=config)
-  np.testing.assert_allclose(np.asarray(outcome.state["params"]["w"]), [10.0, 10.0])
+  np.testing.assert_allclose(np.asarray(outcome.state.params["w"]), [10.0, 10.0])
 
 
 def test_state_that_goes_non_finite_before_its_loss_is_never_saved(tmp_path):
@@ -75,7 +76,7 @@ def test_state_that_goes_non_finite_before_its_loss_is_never_saved(tmp_path):
   # The last good checkpoint resumes: the same run without the fault trains to the end.
   outcome = run_job(tmp_path, total_steps=6)
   assert outcome.finished
-  np.testing.assert_allclose(np.asarray(outcome.state["params"]["w"]), [15.0, 15.0])
+  np.testing.assert_allclose(np.asarray(outcome.state.params["w"]), [15.0, 15.0])
 
 
 def test_nan_loss_names_the_newest_good_checkpoint(tmp_path):
@@ -118,7 +119,7 @@ def test_full_disk_ends_the_run_with_one_line_and_the_last_good_step(tmp_path,
 def test_finished_run_reports_it_without_training(tmp_path):
   run_job(tmp_path, total_steps=2)
   outcome = run_job(tmp_path, total_steps=2)
-  assert outcome.already_finished and int(outcome.state["step"]) == 2
+  assert outcome.already_finished and int(outcome.state.step) == 2
 
 
 # ------------------------------------------------------------ resume -------------------
@@ -259,5 +260,5 @@ def test_a_stop_signal_saves_at_the_next_step_and_the_next_run_resumes(tmp_path,
   # The handlers are the process's own again once the loop has stopped.
   assert {n: signal.getsignal(n) for n in handlers} == handlers
   outcome = run_job(tmp_path, total_steps=8, config=config)
-  assert outcome.finished and int(outcome.state["step"]) == 8
+  assert outcome.finished and int(outcome.state.step) == 8
   assert steps_on_disk(tmp_path) == [3, 8]

@@ -89,10 +89,10 @@ def test_sharded_step_equals_unsharded(tfds_dir, data_mesh):
                    out_shardings=(sharding.replicated(mesh), sharding.replicated(mesh)))
     new_state, metrics = step(sharding.replicate(mesh, state),
                               sharding.global_batch(mesh, batch))
-    outs.append(jax.device_get((new_state["params"], new_state["batch_stats"], metrics)))
+    outs.append(jax.device_get((new_state.params, new_state.batch_stats, metrics)))
   (params8, stats8, metrics8), (params1, stats1, metrics1) = outs[1], outs[0]
   assert stats1, "the network has BatchNorm statistics to compare"
-  assert_same_updates(flat(params8), flat(params1), flat(state["params"]))
+  assert_same_updates(flat(params8), flat(params1), flat(state.params))
   for key, want in flat(stats1).items():
     np.testing.assert_allclose(flat(stats8)[key], want, err_msg=key, **BATCH_STATS)
   for key, want in metrics1.items():

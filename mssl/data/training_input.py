@@ -41,7 +41,7 @@ class TrainingInput:
     device_views = self.device_views
 
     def step(state, batch):
-      views = device_views(batch["views"], state["step"])
+      views = device_views(batch["views"], state.step)
       return train_step(state, dict(batch, views=views))
     return step
 

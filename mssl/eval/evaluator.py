@@ -91,10 +91,10 @@ class Evaluator:
     return {k: np.concatenate(v) for k, v in collected.items()}
 
   def __call__(self, state) -> dict:
-    """The periodic metrics of ``state``'s network (a train state, or its variables). The
-    spectrum of this evaluation's embedding is kept for :meth:`spectrum`, a subsample of
-    its features for :attr:`last_features`."""
-    variables = {"params": state["params"], "batch_stats": state.get("batch_stats", {})}
+    """The periodic metrics of a train state's network
+    (:class:`mssl.steps.state.TrainState`). The spectrum of this evaluation's embedding is
+    kept for :meth:`spectrum`, a subsample of its features for :attr:`last_features`."""
+    variables = {"batch_stats": {}, **state.variables}
     out = self.outputs(variables, self.eval_data)
     labels = out["label"]
     labelled = labels >= 0

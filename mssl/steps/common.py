@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mssl.steps.state import TrainState
+
 # Per-channel statistics the encoder input is standardised with (ImageNet's).
 IMAGE_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGE_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -35,21 +37,23 @@ def embed_outputs(network):
   return apply
 
 
-def apply_gradients(state: dict, grads, tx, schedule, **replaced) -> tuple[dict, dict]:
+def apply_gradients(state: TrainState, grads, tx, schedule,
+                    **replaced) -> tuple[TrainState, dict]:
   """The update every step makes, written once: ``tx`` on ``grads`` (from
-  ``state["params"]`` and ``state["opt_state"]``), the step counted, and the metrics each
-  step logs (the learning rate of the step just taken, the gradient norm). ``replaced``:
-  other state fields the step computed (e.g. ``batch_stats``). Returns ``(new state,
+  ``state.params`` and ``state.opt_state``), the step counted, and the metrics each step
+  logs (the learning rate of the step just taken, the gradient norm). ``replaced``: other
+  state fields the step computed (e.g. ``batch_stats``). Returns ``(new state,
   metrics)``."""
-  updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-  new_state = dict(state, **replaced, step=state["step"] + 1,
-                   params=optax.apply_updates(state["params"], updates), opt_state=opt_state)
-  return new_state, {"learning_rate": schedule(state["step"]), "grad_norm": global_norm(grads)}
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  new_state = state.replace(**replaced, step=state.step + 1,
+                            params=optax.apply_updates(state.params, updates),
+                            opt_state=opt_state)
+  return new_state, {"learning_rate": schedule(state.step), "grad_norm": global_norm(grads)}
 
 
 def logging_step(step, log_every: int, total_steps: Optional[int] = None):
   """Whether :func:`mssl.loop.run` writes the metrics of the step that starts from
-  ``state["step"] == step`` (a traced scalar): it writes after steps ``step + 1`` that are
+  ``state.step == step`` (a traced scalar): it writes after steps ``step + 1`` that are
   multiples of ``log_every`` and after the last one.
 
   A diagnostic too costly for every step (an SVD of the batch's features) runs under

@@ -19,10 +19,10 @@ fine-tuning use through :func:`family_of` instead of testing objective names:
   MAE's fixed ``"sincos"``);
 * ``build_network(config, num_classes)``, ``init_variables(network, image_size, seed)``,
   ``make_optimizer(config, total_steps, steps_per_epoch)``,
-  ``initial_state(variables, tx, config)``,
+  ``initial_state(variables, tx, config)`` (a :class:`mssl.steps.state.TrainState`),
   ``make_train_step(config, network, tx, schedule, total_steps, steps_per_epoch)``;
-* ``encoder_variables(tree)``: the variables ``network.embed`` reads, from a train state
-  or from the variables of :func:`init_variables`; ``encoder_params(params)``: the
+* ``encoder_variables(variables)``: the variables ``network.embed`` reads, from a train
+  state's ``variables`` or from those of :func:`init_variables`; ``encoder_params(params)``: the
   encoder's own subtree (what export writes); ``evaluator_apply(network)``: the
   evaluator's ``apply(variables, images) -> outputs``;
 * ``check_config(config, check)`` and ``trace_objective(config)``: the family's own

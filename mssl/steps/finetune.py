@@ -125,7 +125,7 @@ def make_train_step(config, classifier: Classifier, tx, schedule, num_classes: i
     return optax.softmax_cross_entropy(logits, targets).mean(), logits
 
   def train_step(state, batch):
-    key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     mix_key, drop_key = jax.random.split(key)
     labels = batch["label"]
     targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), f.label_smoothing)
@@ -133,7 +133,7 @@ def make_train_step(config, classifier: Classifier, tx, schedule, num_classes: i
                                 mixup_alpha=f.mixup_alpha, cutmix_alpha=f.cutmix_alpha,
                                 mix_prob=f.mix_prob, switch_prob=f.switch_prob)
     (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state["params"], images, targets, drop_key)
+        state.params, images, targets, drop_key)
     new_state, update_metrics = apply_gradients(state, grads, tx, schedule)
     metrics = {"loss": loss, "train_accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
                **update_metrics}

@@ -43,7 +43,7 @@ def make_train_step(config, model, tx, schedule, *, prompt_length: int):
       return loss_and_parts(model, params, batch["tokens"], batch["mask"],
                             prompt_length=prompt_length, w=w, mu=mu)
 
-    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     new_state, update_metrics = apply_gradients(state, grads, tx, schedule)
     metrics = {"loss": loss, "loss/ce": aux["ce"], "loss/mce": aux["mce"],
                "train_token_accuracy": aux["token_accuracy"], **update_metrics}

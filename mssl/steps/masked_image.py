@@ -33,9 +33,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from mssl import losses, matrix, models, optim
+from mssl.steps import state as state_lib
 from mssl.steps.common import (IMAGE_MEAN, IMAGE_STD, apply_gradients, embed_outputs,
                                logging_step, nan_scalar_like, standardize)
 from mssl.models.mae import MAEOutput
+from mssl.steps.state import TrainState
 
 NAME = "masked_image"  # the family face: mssl.steps.family
 POS_EMBEDDING = "sincos"  # MAE's fixed 2-D sin-cos table
@@ -89,19 +91,18 @@ def make_optimizer(config, total_steps: int, steps_per_epoch: int):
   return optim.from_config(config, total_steps, steps_per_epoch)
 
 
-def create_state(params, tx, seed: int) -> dict:
-  return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params),
-          "rng": jax.random.key_data(jax.random.key(seed + 1))}
+def create_state(params, tx, seed: int) -> TrainState:
+  return state_lib.create(params, tx, seed)
 
 
-def initial_state(variables: dict, tx, config) -> dict:
+def initial_state(variables: dict, tx, config) -> TrainState:
   return create_state(variables["params"], tx, config.seed)
 
 
-def encoder_variables(tree: dict) -> dict:
-  """What ``network.embed`` reads (the parameters) of a train state or of
+def encoder_variables(variables: dict) -> dict:
+  """What ``network.embed`` reads (the parameters) of a train state's ``variables`` or of
   :func:`init_variables`' variables."""
-  return {"params": tree["params"]}
+  return {"params": variables["params"]}
 
 
 def encoder_params(params: dict) -> dict:
@@ -181,11 +182,11 @@ def make_train_step(config, network: MaskedImageNetwork, tx, schedule,
   loss_fn = make_loss_fn(config, network)
 
   def train_step(state, batch):
-    key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     (loss, (aux, cls)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state["params"], batch["views"][0], key)
+        state.params, batch["views"][0], key)
     new_state, update_metrics = apply_gradients(state, grads, tx, schedule)
-    rank = jax.lax.cond(logging_step(state["step"], config.log_every, total_steps),
+    rank = jax.lax.cond(logging_step(state.step, config.log_every, total_steps),
                         matrix.effective_rank, nan_scalar_like, cls)
     metrics = {"loss": loss, **{f"loss/{k}": v for k, v in aux.items()},
                "effective_rank_cls": rank, **update_metrics}

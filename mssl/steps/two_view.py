@@ -29,7 +29,9 @@ import jax.numpy as jnp
 import optax
 
 from mssl import losses, models, optim
+from mssl.steps import state as state_lib
 from mssl.steps.common import apply_gradients, standardize
+from mssl.steps.state import TrainState
 
 NAME = "two_view"  # the family face: mssl.steps.family
 POS_EMBEDDING = "learned"  # a ViT encoder's position embedding
@@ -135,31 +137,26 @@ def has_ema_teacher(config) -> bool:
 
 
 def create_state(variables: dict, tx: optax.GradientTransformation, seed: int, *,
-                 ema_teacher: bool) -> dict:
-  """The train state; ``ema_params`` / ``ema_batch_stats`` (the teacher, initialised as
-  a copy of the online network) only with ``ema_teacher``."""
-  state = {
-      "step": jnp.zeros((), jnp.int32),
-      "params": variables["params"],
-      "batch_stats": variables["batch_stats"],
-      "opt_state": tx.init(variables["params"]),
-      "rng": jax.random.key_data(jax.random.key(seed + 1)),
-  }
-  if ema_teacher:
-    state.update(ema_params=variables["params"], ema_batch_stats=variables["batch_stats"])
-  return state
+                 ema_teacher: bool) -> TrainState:
+  """The train state with batch statistics; ``ema_params`` / ``ema_batch_stats`` (the
+  teacher, initialised as a copy of the online network) only with ``ema_teacher``."""
+  teacher = (dict(ema_params=variables["params"], ema_batch_stats=variables["batch_stats"])
+             if ema_teacher else {})
+  return state_lib.create(variables["params"], tx, seed,
+                          batch_stats=variables["batch_stats"], **teacher)
 
 
-def initial_state(variables: dict, tx: optax.GradientTransformation, config) -> dict:
+def initial_state(variables: dict, tx: optax.GradientTransformation,
+                  config) -> TrainState:
   """The train state of ``config``'s objective (:func:`create_state`, with the EMA teacher
   when its registry entry asks for one)."""
   return create_state(variables, tx, config.seed, ema_teacher=has_ema_teacher(config))
 
 
-def encoder_variables(tree: dict) -> dict:
-  """What ``network.embed`` reads (parameters and batch statistics) of a train state or
-  of :func:`init_variables`' variables."""
-  return {"params": tree["params"], "batch_stats": tree["batch_stats"]}
+def encoder_variables(variables: dict) -> dict:
+  """What ``network.embed`` reads (parameters and batch statistics) of a train state's
+  ``variables`` or of :func:`init_variables`' variables."""
+  return {"params": variables["params"], "batch_stats": variables["batch_stats"]}
 
 
 def encoder_params(params: dict) -> dict:
@@ -237,16 +234,16 @@ def make_loss_fn(config, network: SSLNetwork, steps_per_epoch: int,
                                  train=True, mutable=["batch_stats"])
     return out, mutated["batch_stats"]
 
-  def loss_fn(params, state, views, labels):
-    batch_stats = state["batch_stats"]
+  def loss_fn(params, state: TrainState, views, labels):
+    batch_stats = state.batch_stats
     outs = []
     for view in views:
       out, batch_stats = forward(params, batch_stats, view)
       outs.append(out)
-    extra = {name: schedule(state["step"]) for name, schedule in schedules.items()}
+    extra = {name: schedule(state.step) for name, schedule in schedules.items()}
     if spec.inputs == "two_branch":
       if spec.teacher == "ema":
-        targets = [forward(state["ema_params"], state["ema_batch_stats"], v)[0]["projection"]
+        targets = [forward(state.ema_params, state.ema_batch_stats, v)[0]["projection"]
                    for v in views[:2]]
       else:  # SimSiam: the online projector (the objective stops its gradient)
         targets = [o["projection"] for o in outs[:2]]
@@ -281,17 +278,16 @@ def make_train_step(config, network: SSLNetwork, tx, schedule, total_steps: int,
   def train_step(state, batch):
     views = batch["views"][: config.data.num_views]
     (_, (batch_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state["params"], state, views, batch["label"])
+        state.params, state, views, batch["label"])
     new_state, update_metrics = apply_gradients(state, grads, tx, schedule,
                                                 batch_stats=batch_stats)
-    params = new_state["params"]
     metrics.update(update_metrics)
     if ema_teacher:  # the teacher follows the student (cosine momentum base -> 1)
-      momentum = optim.ema_momentum(state["step"], base=config.ema.base,
+      momentum = optim.ema_momentum(state.step, base=config.ema.base,
                                     total_steps=total_steps)
-      new_state.update(
-          ema_params=optim.ema_update(state["ema_params"], params, momentum),
-          ema_batch_stats=optim.ema_update(state["ema_batch_stats"], batch_stats, momentum))
+      new_state = new_state.replace(
+          ema_params=optim.ema_update(state.ema_params, new_state.params, momentum),
+          ema_batch_stats=optim.ema_update(state.ema_batch_stats, batch_stats, momentum))
       metrics["ema_momentum"] = momentum
     return new_state, metrics
 

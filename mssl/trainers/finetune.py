@@ -24,6 +24,7 @@ from mssl.data import training_input as training_input_lib
 from mssl.eval.evaluator import Evaluator
 from mssl.models.vit import VIT_SIZES
 from mssl.steps import finetune
+from mssl.steps import state as state_lib
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
@@ -59,9 +60,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   params = init_state()
   tx, schedule = finetune.make_optimizer(config, params, depth, data.total_steps,
                                 data.steps_per_epoch)
-  state = jax.device_put({"step": jnp.zeros((), jnp.int32), "params": params,
-                          "opt_state": tx.init(params),
-                          "rng": jax.random.key_data(jax.random.key(config.seed + 1))},
+  state = jax.device_put(state_lib.create(params, tx, config.seed),
                          sharding.replicated(mesh))
   train_step = loop.jit_train_step(data.augment_on_device(
       finetune.make_train_step(config, classifier, tx, schedule, num_classes)), mesh)
@@ -78,7 +77,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                         pretrained_step=int(pretrained_step),
                                         init="random" if from_random else "pretrained"))
   outcome = loop.run(run_config, workdir, job, mesh, writer)
-  results = {"steps": int(outcome.state["step"]), "train_seconds": outcome.train_seconds,
+  results = {"steps": int(outcome.state.step), "train_seconds": outcome.train_seconds,
              "pretrained_step": int(pretrained_step), **outcome.eval_metrics}
   writer.close()
   if not outcome.finished:

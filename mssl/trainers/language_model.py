@@ -24,6 +24,7 @@ from mssl import loop, optim, sharding, writers
 from mssl.data import arithmetic
 from mssl.models.causal_lm import causal_lm
 from mssl.steps import language_model as lm_step
+from mssl.steps import state as state_lib
 
 NO_DECAY = ("pos_embedding", "embedding")
 
@@ -77,7 +78,7 @@ def make_evaluator(config, model, problems, tokens):
   mask = arithmetic.answer_mask(tokens)
 
   def evaluate(state):
-    params = state["params"]
+    params = state.params
     size = config.eval.batch_size
     answers = [np.asarray(decode(params, tokens[i:i + size]))
                for i in range(0, len(tokens), size)]
@@ -103,9 +104,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   params = model.init(jax.random.key(config.seed), jnp.asarray(train_tokens[:2, :-1]))[
       "params"]
   tx, schedule = optim.from_config(config, total_steps, steps_per_epoch, no_decay=NO_DECAY)
-  state = jax.device_put({"step": jnp.zeros((), jnp.int32), "params": params,
-                          "opt_state": tx.init(params),
-                          "rng": jax.random.key_data(jax.random.key(config.seed + 1))},
+  state = jax.device_put(state_lib.create(params, tx, config.seed),
                          sharding.replicated(mesh))
   train_step = loop.jit_train_step(lm_step.make_train_step(
       config, model, tx, schedule, prompt_length=arithmetic.PROMPT_LENGTH), mesh)
@@ -122,7 +121,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                            "sequence_length": int(train_tokens.shape[1])})
   outcome = loop.run(config, workdir, job, mesh, writer)
   writer.close()
-  results = {"steps": int(outcome.state["step"]), "train_seconds": outcome.train_seconds,
+  results = {"steps": int(outcome.state.step), "train_seconds": outcome.train_seconds,
              **outcome.eval_metrics}
   if outcome.already_finished:
     return loop.read_results(workdir) or results

@@ -80,7 +80,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     # evaluation): evaluate again, with the training time the finished run recorded.
     logging.warning("the workdir %s finished training (step %d) but holds no "
                     "results.json (stopped during its final evaluation?): evaluating it "
-                    "again.", workdir, int(state["step"]))
+                    "again.", workdir, int(state.step))
     recorded = loop.read_run_info(workdir, {}).get("train_seconds", 0.0)
     outcome = dataclasses.replace(outcome, train_seconds=recorded,
                                   eval_metrics=evaluator(state))
@@ -89,10 +89,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
     logging.warning("the workdir %s holds a finished run (step %d); its results.json is "
                     "kept as it is. Set --config.eval.reevaluate=True to evaluate it again, "
                     "or raise config.total_steps / num_epochs to train on.", workdir,
-                    int(state["step"]))
+                    int(state.step))
     writer.close()
     return saved
-  results = {"steps": int(state["step"]), "train_seconds": outcome.train_seconds,
+  results = {"steps": int(state.step), "train_seconds": outcome.train_seconds,
              **outcome.eval_metrics}
   if outcome.already_finished and saved is not None:  # re-evaluated: keep what it measured
     results = {**saved, **{k: v for k, v in results.items() if k != "train_seconds"}}
@@ -107,10 +107,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
   if steps.preview_images is not None:
     write_previews(config, workdir, steps.preview_images, network, state, evaluator)
   if config.eval.final:
-    final = final_evaluation(config, mesh, evaluator, steps.encoder_variables(state),
+    final = final_evaluation(config, mesh, evaluator, steps.encoder_variables(state.variables),
                              lambda: steps.encoder_variables(steps.init_variables(
                                  network, size, config.seed + RANDOM_INIT_SEED_OFFSET)))
-    writer.write_scalars(int(state["step"]), final)
+    writer.write_scalars(int(state.step), final)
     results.update(final)
     if is_main:
       print(table.format_results(final))
@@ -137,7 +137,7 @@ def write_previews(config, workdir: str, preview_images, network, state, evaluat
   """``reconstructions.png``: the family's previews (original, masked input,
   reconstruction) of the first eval-split images; every process takes part in gathering
   the parameters, process 0 draws."""
-  params = sharding.to_host(state["params"])
+  params = sharding.to_host(state.params)
   if jax.process_index() == 0:
     from mssl import plots  # matplotlib
     sample = next(evaluator.eval_batches())["image"][: config.eval.num_previews]

@@ -11,6 +11,7 @@ import tensorflow_datasets as tfds
 from mssl import data, matrix, sharding
 from mssl.eval import evaluator as evaluator_lib
 from mssl.eval import metrics as metrics_lib
+from mssl.steps.state import TrainState
 
 from helpers import load_config
 
@@ -59,7 +60,8 @@ def test_periodic_metrics_are_those_of_the_valid_examples(tfds_dir):
   np.testing.assert_array_equal(out["label"], labels)
   chex.assert_trees_all_close({k: out[k] for k in want}, want, rtol=1e-5, atol=1e-5)
   assert evaluator.spectrum() is None and evaluator.last_features is None  # none yet
-  metrics = evaluator(sharding.replicate(mesh, {"params": {"w": W}}))
+  metrics = evaluator(sharding.replicate(mesh, TrainState(step=jnp.zeros((), jnp.int32),
+                                                         params={"w": W})))
   spectrum = evaluator.spectrum()
   assert set(metrics) == {"eval/effective_rank_features", "eval/effective_rank_projection",
                           "eval/online_probe_accuracy", "eval/knn_accuracy"}

@@ -7,6 +7,7 @@ import pytest
 
 from mssl import losses, validation
 from mssl.steps import family, masked_image, two_view
+from mssl.steps import state as state_lib
 
 from helpers import load_config
 
@@ -48,16 +49,16 @@ def test_the_face_gives_the_encoder_of_a_state(name, arg, kind):
   variables = jax.eval_shape(lambda: steps.init_variables(network, config.data.image_size, 0))
   state = jax.eval_shape(lambda: steps.initial_state(steps.init_variables(
       network, config.data.image_size, 0), tx, config))
-  assert set(state) >= {"step", "params", "opt_state", "rng"}
-  picked = steps.encoder_variables(state)
+  assert set(state_lib.to_saved(state)) >= {"step", "params", "opt_state", "rng"}
+  picked = steps.encoder_variables(state.variables)
   assert set(picked) == ({"params", "batch_stats"} if kind == "two_view" else {"params"})
   assert jax.tree_util.tree_structure(picked) == jax.tree_util.tree_structure(
       steps.encoder_variables(variables))
-  encoder = steps.encoder_params(state["params"])
-  assert encoder is (state["params"]["encoder"] if kind == "two_view"
-                     else state["params"]["mae"]["encoder"])
+  encoder = steps.encoder_params(state.params)
+  assert encoder is (state.params["encoder"] if kind == "two_view"
+                     else state.params["mae"]["encoder"])
   if kind == "two_view":  # only an EMA objective's state holds a teacher
-    assert ("ema_params" in state) == (losses.spec(config.objective).teacher == "ema")
+    assert (state.ema_params is not None) == (losses.spec(config.objective).teacher == "ema")
 
 
 def test_the_masked_family_refuses_init_from_and_a_resnet(tmp_path):

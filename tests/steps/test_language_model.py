@@ -11,6 +11,7 @@ import pytest
 from mssl.data import arithmetic
 from mssl.models.causal_lm import causal_lm
 from mssl.steps import language_model as lm_step
+from mssl.steps.state import TrainState
 
 PROMPT = arithmetic.PROMPT_LENGTH
 
@@ -52,8 +53,8 @@ def tiny_setup(w):
   config = ml_collections.ConfigDict({"loss": {"w": w, "mu": 1e-3}})
   step = jax.jit(lm_step.make_train_step(config, model, tx, lambda s: 3e-3,
                                          prompt_length=PROMPT))
-  state = {"step": jnp.zeros((), jnp.int32), "params": params,
-           "opt_state": tx.init(params), "rng": jnp.zeros((2,), jnp.uint32)}
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                     opt_state=tx.init(params), rng=jnp.zeros((2,), jnp.uint32))
   return model, step, state, {"tokens": tokens, "mask": arithmetic.answer_mask(tokens)}
 
 
@@ -70,7 +71,7 @@ def test_steps_lower_the_loss_and_mce_changes_the_update():
     if len(losses) == 1:
       first = metrics
   assert losses[-1] < losses[0] - 0.5
-  assert int(state["step"]) == 6
+  assert int(state.step) == 6
   np.testing.assert_allclose(float(metrics["loss"]),
                              float(metrics["loss/ce"]) + float(metrics["loss/mce"]),
                              rtol=1e-5)

@@ -22,8 +22,8 @@ def test_effective_rank_is_logged_on_logging_steps_only():
   loss_fn = jax.jit(masked_image.make_loss_fn(config, network))
   images = jnp.asarray(np.random.default_rng(0).uniform(size=(16, 32, 32, 3)), jnp.float32)
   for s in range(5):
-    key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
-    _, (_, cls) = loss_fn(state["params"], images, key)
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    _, (_, cls) = loss_fn(state.params, images, key)
     state, metrics = step(state, {"views": (images,)})
     rank = float(metrics["effective_rank_cls"])
     if (s + 1) % 2 == 0 or s + 1 == 5:   # what the loop writes
