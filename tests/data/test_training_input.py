@@ -6,6 +6,7 @@ import PIL.Image
 import pytest
 
 from mssl import data
+from mssl.steps.state import TrainState
 
 
 def test_crop_on_device_auto_takes_small_fixed_shape_cached_splits(tfds_dir, tmp_path):
@@ -59,7 +60,7 @@ def test_the_device_half_of_the_augmentation_runs_first_inside_the_step():
       device_views=lambda views, step: tuple(v * 0.0 + step for v in views))
   step = on_device.augment_on_device(train_step)
   label = np.arange(2)
-  step({"step": 7}, {"views": (np.ones(2, np.uint8), np.ones(2, np.uint8)), "label": label})
+  step(TrainState(step=7, params={}), {"views": (np.ones(2, np.uint8), np.ones(2, np.uint8)), "label": label})
   (batch,) = seen
   assert [v.tolist() for v in batch["views"]] == [[7.0, 7.0], [7.0, 7.0]]  # at the step
   assert batch["label"] is label
