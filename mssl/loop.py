@@ -111,9 +111,9 @@ class Job:
   """What :func:`run` needs from a trainer."""
   objective: str                               # named in error messages
   state: TrainState                            # replicated initial state
-  train_step: Callable[[Any, Any], tuple]      # jitted, donates the state
+  train_step: Callable[[TrainState, Any], tuple]  # jitted, donates the state
   make_data: Callable[[int], Any]              # input position -> tf.data.Dataset
-  evaluate: Callable[[Any], dict]              # state -> eval metrics
+  evaluate: Callable[[TrainState], dict]       # state -> eval metrics
   total_steps: int
   run_info: dict                               # written to run.json on a fresh start
 
