@@ -64,8 +64,6 @@ SHORTFALLS: dict[str, str] = {
     "simsiam": "with the official fixed predictor lr seed 0 learns (+21 / +20 pts) but "
                "seeds 1 and 2 collapse by step 500 (feature effective rank 5.6 and 10.0 of "
                "64); with a decayed one all three recipes tried collapsed (docs/learning.md)",
-    "spectral_contrastive": "no collapse (feature effective rank 25 of 64) but no shape "
-                            "either; not yet diagnosed (docs/learning.md)",
     "mec": "learns more slowly than Matrix-SSL on the same encoder (docs/learning.md)",
     "frossl": "still rising when the budget ends (kNN 17% -> 30% over steps 500-2000; "
               "docs/learning.md)",
