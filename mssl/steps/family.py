@@ -22,9 +22,9 @@ fine-tuning use through :func:`family_of` instead of testing objective names:
   ``initial_state(variables, tx, config)`` (a :class:`mssl.steps.state.TrainState`),
   ``make_train_step(config, network, tx, schedule, total_steps, steps_per_epoch)``;
 * ``encoder_variables(variables)``: the variables ``network.embed`` reads, from a train
-  state's ``variables`` or from those of :func:`init_variables`; ``encoder_params(params)``: the
-  encoder's own subtree (what export writes); ``evaluator_apply(network)``: the
-  evaluator's ``apply(variables, images) -> outputs``;
+  state's ``variables`` or from those of :func:`init_variables`;
+  ``encoder_params(params)``: the encoder's own subtree (what export writes);
+  ``evaluator_apply(network)``: the evaluator's ``apply(variables, images) -> outputs``;
 * ``check_config(config, check)`` and ``trace_objective(config)``: the family's own
   config checks (:mod:`mssl.validation` calls them);
 * ``preview_images(network, params, images, seed) -> {"original", "masked",

@@ -33,10 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from mssl import losses, matrix, models, optim
+from mssl.models.mae import MAEOutput
 from mssl.steps import state as state_lib
 from mssl.steps.common import (IMAGE_MEAN, IMAGE_STD, apply_gradients, embed_outputs,
                                logging_step, nan_scalar_like, standardize)
-from mssl.models.mae import MAEOutput
 from mssl.steps.state import TrainState
 
 NAME = "masked_image"  # the family face: mssl.steps.family

@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from mssl import checkpoint as ckpt_lib
-from mssl import sharding
+from mssl import loop, sharding
 from mssl.steps import family
 from mssl.steps import state as state_lib
 from mssl.steps.state import TrainState
@@ -74,7 +74,6 @@ def test_a_checkpoint_of_the_untyped_state_resumes(tmp_path):
   checkpointer.save(2, untyped, {"data_position": 2})
   checkpointer.close()
   job, mesh = fake_job(total_steps=4)
-  from mssl import loop
   outcome = loop.run(fake_config(), str(tmp_path), job, mesh, FakeWriter())
   assert isinstance(outcome.state, TrainState) and int(outcome.state.step) == 4
   np.testing.assert_allclose(np.asarray(outcome.state.params["w"]), [7.0 + 2 + 3] * 2)
