@@ -196,7 +196,7 @@ def main(argv=None):
                       "per trial for the split (the old path: a third)")
   parser.add_argument("--device-batch", type=int, default=256)
   parser.add_argument("--compare-step", action="store_true",
-                      help="also time the quickstart encoder's step (benchmarks/models.py, "
+                      help="also time the quickstart encoder's step (benchmarks/backbones.py, "
                       "ResNet-18 CIFAR, float32) and report pipeline / step for the "
                       "embedded dataset")
   args = parser.parse_args(argv)
@@ -256,8 +256,8 @@ def main(argv=None):
             "step_rate_samples_per_s": args.step_rate, "views_per_sample": VIEWS,
             "previous": previous_results()}
   if args.compare_step:
-    import models as model_bench  # benchmarks/models.py
-    step = model_bench.main(["--only", "resnet18_cifar", "--dtypes", "float32",
+    import backbones  # benchmarks/backbones.py
+    step = backbones.main(["--only", "resnet18_cifar", "--dtypes", "float32",
                              "--batch", str(VIEWS * 256)])[0]
     shapes_split = next(r for r in rows if r["image_size"] == 32 and r["device_augment"]
                         and "views_per_s" in r)

@@ -1,6 +1,6 @@
 """Forward+backward throughput of the backbones (a benchmark, not a test).
 
-    python benchmarks/models.py --out benchmarks/results/models.json
+    python benchmarks/backbones.py --out benchmarks/results/models.json
 
 Times a jitted training-style step (forward in train mode, a scalar loss on the pooled
 features, gradients w.r.t. all parameters) for ResNet-18 (CIFAR stem, 32 x 32), ResNet-50
@@ -12,7 +12,7 @@ peak device memory it needs). Batch sizes are small by default so that it runs o
 masking, encoder on the visible quarter, decoder, objective, gradients, AdamW update) for
 MAE, U-MAE and M-MAE, so that the cost of the regulariser is the difference to MAE:
 
-    python benchmarks/models.py --masked --out benchmarks/results/masked_image_cpu.json
+    python benchmarks/backbones.py --masked --out benchmarks/results/masked_image_cpu.json
 """
 
 from __future__ import annotations
