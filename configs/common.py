@@ -164,6 +164,7 @@ def get_config():
       weight_decay=1e-5,
       momentum=0.9,              # sgd, lars
       trust_coefficient=0.001,   # lars
+      clip_lr=False,             # lars: rate min(eta |w| / (|g| + wd |w|), lr) (solo-learn)
       b1=0.9, b2=0.999,          # adamw
       warmup_epochs=10.0,        # linear warm-up, then cosine decay to 0
       predictor_lr="schedule"))  # or "fixed": the predictor keeps the peak lr (SimSiam)

@@ -3,7 +3,10 @@
 * learning rate: ``base_lr x global_batch / 256`` (the linear scaling rule every recipe
   in ``docs/methods.md`` uses), linear warm-up then cosine decay to zero;
 * ``lars`` (optax.lars) with biases and normalisation parameters excluded from both
-  weight decay and the trust ratio (BYOL / SimCLR practice);
+  weight decay and the trust ratio (BYOL / SimCLR practice); with ``clip_lr`` the
+  solo-learn variant its CIFAR recipes use (:func:`scale_by_clipped_lars`): each kernel
+  learns at ``min(eta ||w|| / (||g|| + wd ||w||), lr)``, so the trust ratio only ever
+  lowers the schedule's rate;
 * ``sgd``: SGD with momentum and L2 weight decay added to the gradient (PyTorch's
   ``SGD(weight_decay=...)``, the Matrix-SSL / MEC recipe), biases and norms excluded;
 * ``adamw``: decoupled weight decay, biases and norms excluded (MAE recipe);
@@ -92,13 +95,56 @@ def learning_rate_schedule(*, base_lr: float, global_batch: int, total_steps: in
       decay_steps=max(total_steps, warmup_steps + 1), end_value=end_lr)
 
 
+def scale_by_clipped_lars(learning_rate, *, weight_decay: float, trust_coefficient: float,
+                          mask, eps: float = 1e-8) -> optax.GradientTransformation:
+  """LARS's weight decay and trust ratio with the rate clipped (solo-learn's
+  ``clip_lr=True``, the LARS of its CIFAR recipes and of FroSSL's official code).
+
+  A kernel's update is ``(g + wd w) * min(eta ||w|| / (||g|| + wd ||w|| + eps) / lr, 1)``
+  at the step's rate ``lr``; a kernel whose norm or gradient is zero gets ``g``; leaves
+  outside ``mask`` (biases, norms) get ``g``: no decay, no ratio. Chain it with momentum,
+  then the rate (solo-learn's order: the momentum buffer holds unscaled updates)."""
+  rate = learning_rate if callable(learning_rate) else (lambda count: learning_rate)
+
+  def init(params):
+    del params
+    return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+  def update(updates, state, params):
+    lr = jnp.asarray(rate(state.count), jnp.float32)
+
+    def scale(g, w, adapt):
+      if not adapt:
+        return g
+      w_norm, g_norm = jnp.linalg.norm(w), jnp.linalg.norm(g)
+      trust = trust_coefficient * w_norm / (g_norm + weight_decay * w_norm + eps)
+      # At lr = 0 (the first warm-up step) the ratio is unbounded: the clip gives 1.
+      clipped = jnp.where(lr > 0, jnp.minimum(trust / jnp.where(lr > 0, lr, 1.0), 1.0),
+                          1.0)
+      return jnp.where((w_norm > 0) & (g_norm > 0), (g + weight_decay * w) * clipped, g)
+
+    adapt = mask(params) if callable(mask) else mask
+    updates = jax.tree_util.tree_map(scale, updates, params, adapt)
+    return updates, optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
+
+  return optax.GradientTransformation(init, update)
+
+
 def make_optimizer(name: str, learning_rate, *, weight_decay: float = 0.0,
                    momentum: float = 0.9, trust_coefficient: float = 0.001,
-                   b1: float = 0.9, b2: float = 0.999,
+                   clip_lr: bool = False, b1: float = 0.9, b2: float = 0.999,
                    no_decay: tuple[str, ...] = ()) -> optax.GradientTransformation:
   """An optimiser by config name (see the module docstring); parameters named in
   ``no_decay`` get no weight decay (besides the 1-D ones)."""
   mask = functools.partial(decay_mask, exclude=tuple(no_decay))
+  if name == "lars" and clip_lr:
+    return optax.chain(
+        scale_by_clipped_lars(learning_rate, weight_decay=weight_decay,
+                              trust_coefficient=trust_coefficient, mask=mask),
+        optax.trace(decay=momentum), optax.scale_by_learning_rate(learning_rate))
+  if clip_lr:
+    raise ValueError(f"config.optimizer.clip_lr=True applies to lars only; got "
+                     f"config.optimizer.name={name!r}.")
   if name == "lars":
     return optax.lars(learning_rate, weight_decay=weight_decay,
                       weight_decay_mask=mask, trust_coefficient=trust_coefficient,
@@ -124,7 +170,8 @@ def from_config(config, total_steps: int, steps_per_epoch: int,
   rate = (peak_learning_rate(o.base_lr, config.batch_size, o.scale_by_batch) if constant
           else schedule)
   tx = make_optimizer(o.name, rate, weight_decay=o.weight_decay, momentum=o.momentum,
-                      trust_coefficient=o.trust_coefficient, b1=o.b1, b2=o.b2,
+                      trust_coefficient=o.trust_coefficient,
+                      clip_lr=o.get("clip_lr", False), b1=o.b1, b2=o.b2,
                       no_decay=no_decay)
   return tx, schedule
 

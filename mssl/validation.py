@@ -67,6 +67,13 @@ def _check_optimizer_and_length(config, check) -> None:
         f"{', '.join(optim.OPTIMIZERS)}.")
   check(config.optimizer.base_lr > 0, f"config.optimizer.base_lr="
         f"{config.optimizer.base_lr} must be positive.")
+  clip_lr = config.optimizer.get("clip_lr", False)
+  check(isinstance(clip_lr, bool), f"config.optimizer.clip_lr={clip_lr!r} is not allowed; "
+        "allowed: True or False.")
+  check(not clip_lr or config.optimizer.name == "lars",
+        f"config.optimizer.clip_lr=True is not allowed with config.optimizer.name="
+        f"{config.optimizer.name!r}; allowed: True with lars only (it clips LARS's "
+        "per-layer rate), else False.")
   check(config.total_steps == -1 or config.total_steps > 0,
         f"config.total_steps={config.total_steps} is not allowed; allowed: a positive "
         "number of steps, or -1 to train for config.num_epochs.")

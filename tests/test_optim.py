@@ -86,6 +86,41 @@ def test_lars_adapts_and_decays_kernels_only():
   np.testing.assert_allclose(u["norm"]["scale"], -lr * 0.5, rtol=1e-6)
 
 
+@pytest.mark.parametrize("lr", [0.01, 1.0])
+def test_clipped_lars_takes_the_smaller_of_the_trust_rate_and_the_schedule(lr):
+  # solo-learn's clip_lr: a kernel learns at min(eta |w| / (|g| + wd |w|), lr).
+  wd, eta = 0.1, 0.02
+  u = first_update(optim.make_optimizer("lars", lr, weight_decay=wd, trust_coefficient=eta,
+                                        clip_lr=True))
+  trust = eta * 4.0 / (1.0 + wd * 4.0)              # |w| = 4, |g| = 1 for the 2x2 kernel
+  assert (trust > lr) == (lr == 0.01)               # one case on each side of the clip
+  np.testing.assert_allclose(u["dense"]["kernel"], -min(trust, lr) * (0.5 + wd * 2.0),
+                             rtol=1e-5)
+  np.testing.assert_allclose(u["dense"]["bias"], -lr * 0.5, rtol=1e-6)
+  np.testing.assert_allclose(u["norm"]["scale"], -lr * 0.5, rtol=1e-6)
+
+
+def test_clipped_lars_follows_the_schedule_and_keeps_unscaled_momentum():
+  # Two steps on a schedule 0 -> 0.5: step 0 at lr 0 moves nothing; step 1's buffer holds
+  # m * d0 + d1 (d = the clipped, decayed gradient) and moves by lr_1 times it.
+  wd, eta, m = 0.1, 0.02, 0.9
+  tx = optim.make_optimizer("lars", lambda count: 0.5 * count, weight_decay=wd,
+                            trust_coefficient=eta, momentum=m, clip_lr=True)
+  state = tx.init(PARAMS)
+  u0, state = tx.update(GRADS, state, PARAMS)
+  u1, _ = tx.update(GRADS, state, PARAMS)
+  np.testing.assert_allclose(u0["dense"]["kernel"], 0.0)
+  d0 = 0.5 + wd * 2.0                               # lr 0: the clip is 1
+  d1 = min(eta * 4.0 / (1.0 + wd * 4.0) / 0.5, 1.0) * (0.5 + wd * 2.0)
+  np.testing.assert_allclose(u1["dense"]["kernel"], -0.5 * (m * d0 + d1), rtol=1e-5)
+  np.testing.assert_allclose(u1["dense"]["bias"], -0.5 * (m * 0.5 + 0.5), rtol=1e-6)
+
+
+def test_clip_lr_is_for_lars_only():
+  with pytest.raises(ValueError, match=r"clip_lr=True applies to lars only.*'sgd'"):
+    optim.make_optimizer("sgd", 0.1, clip_lr=True)
+
+
 def test_adamw_decays_kernels_only():
   u = first_update(optim.make_optimizer("adamw", 1.0, weight_decay=0.1))
   # Adam's first step is -lr * sign(g); decoupled decay adds -lr * wd * p to kernels

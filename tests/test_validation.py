@@ -70,6 +70,15 @@ def test_masked_image_values():
           "config.model.patch_size=4") in message
 
 
+def test_clip_lr_is_a_bool_for_lars_only():
+  message = problems(**{"optimizer.clip_lr": True})    # the quickstart runs SGD
+  assert ("config.optimizer.clip_lr=True is not allowed with config.optimizer.name='sgd'; "
+          "allowed: True with lars only") in message
+  config = load_config("simclr_r18_cifar", "runlocal")   # LARS
+  set_fields(config, {"optimizer.clip_lr": True})
+  validation.validate(config, device_count=1, process_count=1)
+
+
 def test_lengths_sizes_and_checkpoints():
   message = problems(total_steps=0, keep_checkpoints=0, **{"data.image_size": 0})
   assert "config.total_steps=0 is not allowed; allowed: a positive number of steps, or -1" \
