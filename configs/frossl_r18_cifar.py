@@ -21,7 +21,10 @@ def get_config(arg=None):
       loss=dict(invariance_weight=1.4 if common.cifar_dataset(words) == "stl10" else 1.0),
       # FroSSL's CIFAR projector (docs/methods.md): 2048-2048-1024.
       projector=common.head((2048, 2048), 1024), predictor=None,
-      optimizer=dict(name="lars", base_lr=0.3, weight_decay=1e-4),
+      # FroSSL's LARS (docs/methods.md; its official scripts/pretrain/cifar/frossl.yaml):
+      # eta 0.02 with the rate clipped, not optax's eta 0.001 unclipped.
+      optimizer=dict(name="lars", base_lr=0.3, weight_decay=1e-4, trust_coefficient=0.02,
+                     clip_lr=True),
       preset="byol_cifar")
   c.data.num_views = words.get("views", 2)
   return c
