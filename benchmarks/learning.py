@@ -65,8 +65,6 @@ SHORTFALLS: dict[str, str] = {
                "seeds 1 and 2 collapse by step 500 (feature effective rank 5.6 and 10.0 of "
                "64); with a decayed one all three recipes tried collapsed (docs/learning.md)",
     "mec": "learns more slowly than Matrix-SSL on the same encoder (docs/learning.md)",
-    "frossl": "still rising when the budget ends (kNN 17% -> 30% over steps 500-2000; "
-              "docs/learning.md)",
     # The masked-image rows: 400 pretraining steps of a micro ViT. Seed 0 at 800 steps
     # (python benchmarks/learning.py --objectives mmae,mae --seeds 0 --steps 800).
     "mmae": "the 400-step budget: at 800 steps seed 0 fine-tunes +6.9 pts over random "
