@@ -76,7 +76,7 @@ def test_shapes_recipe_is_the_quickstarts_encoder_and_budget(name, tfds_dir):
   """Every two-view config's CPU recipe (benchmarks/learning.py runs them): the
   quickstart's data, encoder, batch, length and evaluation, the objective's own loss and
   head structure (its loss values and optimiser may be its own CPU choice, e.g. MEC's
-  warm-up, BYOL's SGD); and it validates."""
+  warm-up, spectral contrastive's mu); and it validates."""
   quick, config = load_config("quickstart"), load_config(name, "shapes")
   own = load_config(name)
   assert config.objective == own.objective and set(config.loss) == set(own.loss)
@@ -94,6 +94,15 @@ def test_shapes_recipe_is_the_quickstarts_encoder_and_budget(name, tfds_dir):
   assert load_config(name, "shapes,steps=300").total_steps == 300
   config.data.data_dir = tfds_dir
   validation.validate(config, device_count=1, process_count=1)
+
+
+@pytest.mark.parametrize("name", ["frossl_r18_cifar", "byol_r18_cifar"])
+def test_lars_recipes_run_lars_as_their_source_does(name):
+  """FroSSL's official frossl.yaml and solo-learn's byol.yaml: LARS at eta 0.02 with the
+  rate clipped (docs/methods.md), in the CIFAR recipe and the CPU one."""
+  for arg in (None, "shapes"):
+    o = load_config(name, arg).optimizer
+    assert (o.name, o.trust_coefficient, o.clip_lr) == ("lars", 0.02, True), (name, arg)
 
 
 def test_the_quickstart_is_matrix_ssls_shapes_recipe():
