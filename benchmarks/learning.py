@@ -64,13 +64,12 @@ SHORTFALLS: dict[str, str] = {
                "seeds 1 and 2 collapse by step 500 (feature effective rank 5.6 and 10.0 of "
                "64); with a decayed one all three recipes tried collapsed (docs/learning.md)",
     "mec": "learns more slowly than Matrix-SSL on the same encoder (docs/learning.md)",
-    # The masked-image rows: 400 pretraining steps of a micro ViT. Seed 0 at 800 steps
-    # (python benchmarks/learning.py --objectives mmae,mae --seeds 0 --steps 800).
-    "mmae": "the 400-step budget: at 800 steps seed 0 fine-tunes +6.9 pts over random "
-            "init (+5.35 at 400; docs/learning.md)",
-    "umae": "the 400-step budget, as M-MAE's (not measured at 800 steps; docs/learning.md)",
-    "mae": "the 400-step budget: at 800 steps seed 0 fine-tunes +4.65 pts over random "
-           "init (+3.15 at 400; docs/learning.md)",
+    # The masked-image rows at 800 pretraining steps of a micro ViT (400 until 2026-12-07).
+    "umae": "the budget: the gain grows with pretraining (+3.5 over seeds 0-2 at 400 "
+            "steps, +4.2 at 800); at 800 only M-MAE's regulariser reaches +5 "
+            "(docs/learning.md)",
+    "mae": "the budget: the gain grows with pretraining (+2.8 over seeds 0-2 at 400 steps, "
+           "+4.3 at 800); at 800 only M-MAE's regulariser reaches +5 (docs/learning.md)",
 }
 
 
