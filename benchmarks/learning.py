@@ -58,8 +58,9 @@ TWO_VIEW_MARGIN = 0.10   # pretrained - random init, on both the linear probe an
 FINETUNE_MARGIN = 0.05   # fine-tune from pretrained - fine-tune from random init
 # Why an objective misses the bar, where it does (measured; shown in the table).
 SHORTFALLS: dict[str, str] = {
-    "byol": "no collapse with its SGD recipe (feature effective rank 12 of 64) but no "
-            "better than random init at this budget; LARS collapsed (docs/learning.md)",
+    "byol": "seed-dependent at this budget, as SimSiam: with solo-learn's LARS seeds 0 and "
+            "2 learn (kNN +4 / +6 pts), seed 1 stays below random init (17.5% against "
+            "19.4%); its SGD recipe learned on no seed (docs/learning.md)",
     "simsiam": "with the official fixed predictor lr seed 0 learns (+21 / +20 pts) but "
                "seeds 1 and 2 collapse by step 500 (feature effective rank 5.6 and 10.0 of "
                "64); with a decayed one all three recipes tried collapsed (docs/learning.md)",

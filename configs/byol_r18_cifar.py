@@ -22,7 +22,8 @@ def get_config(arg=None):
       # solo-learn's CIFAR LARS for BYOL: eta 0.02 with the rate clipped. With optax's
       # eta 0.001 unclipped the CPU recipe collapsed (feature effective rank 1.7 of 64 at
       # step 1000); SGD 0.5 with weight decay 5e-4 kept a rank of 12 at the random-init
-      # level (kNN 20.6%); this LARS: 26.0% / 24.5% on seed 0 (docs/learning.md).
+      # level (kNN 20.6%); with this LARS seeds 0 and 2 learn (26.0% / 24.5% and 28.4% /
+      # 25.8%), seed 1 does not (docs/learning.md).
       optimizer=dict(name="lars", base_lr=1.0, weight_decay=1e-5, trust_coefficient=0.02,
                      clip_lr=True),
       preset="byol_cifar", ema=0.99)
