@@ -121,7 +121,8 @@ def scale_by_clipped_lars(learning_rate, *, weight_decay: float, trust_coefficie
       # At lr = 0 (the first warm-up step) the ratio is unbounded: the clip gives 1.
       clipped = jnp.where(lr > 0, jnp.minimum(trust / jnp.where(lr > 0, lr, 1.0), 1.0),
                           1.0)
-      return jnp.where((w_norm > 0) & (g_norm > 0), (g + weight_decay * w) * clipped, g)
+      scaled = ((g + weight_decay * w) * clipped).astype(g.dtype)
+      return jnp.where((w_norm > 0) & (g_norm > 0), scaled, g)
 
     adapt = mask(params) if callable(mask) else mask
     updates = jax.tree_util.tree_map(scale, updates, params, adapt)
