@@ -19,5 +19,7 @@ def get_config(arg=None):
       # The CIFAR Barlow Twins projector (solo-learn): 2048-2048-2048 without biases
       # (8192 wide on ImageNet).
       projector=common.head((2048, 2048), 2048, bias=False), predictor=None,
-      optimizer=dict(name="lars", base_lr=0.3, weight_decay=1e-4),
+      # solo-learn's CIFAR LARS (barlow.yaml): eta 0.02 with the rate clipped.
+      optimizer=dict(name="lars", base_lr=0.3, weight_decay=1e-4, trust_coefficient=0.02,
+                     clip_lr=True),
       preset="byol_cifar")

@@ -18,5 +18,7 @@ def get_config(arg=None):
       loss=dict(sim_weight=25.0, var_weight=25.0, cov_weight=1.0),
       # solo-learn's CIFAR VICReg projector, 2048-2048-2048 (8192 wide on ImageNet).
       projector=common.head((2048, 2048), 2048), predictor=None,
-      optimizer=dict(name="lars", base_lr=0.3, weight_decay=1e-4),
+      # solo-learn's CIFAR LARS (vicreg.yaml): eta 0.02 with the rate clipped.
+      optimizer=dict(name="lars", base_lr=0.3, weight_decay=1e-4, trust_coefficient=0.02,
+                     clip_lr=True),
       preset="vicreg_cifar")
