@@ -19,5 +19,8 @@ def get_config(arg=None):
       # solo-learn's CIFAR projector is 2048-256 (the paper's ImageNet one 2048-128).
       # The CIFAR SimCLR projector of docs/methods.md: 2048-256.
       projector=common.head((2048,), 256), predictor=None,
-      optimizer=dict(name="lars", base_lr=0.4, weight_decay=1e-5),
+      # solo-learn's CIFAR LARS (simclr.yaml): eta 0.02 with the rate clipped. (Its
+      # weight decay there is 1e-4; mssl's recipe keeps 1e-5, as measured.)
+      optimizer=dict(name="lars", base_lr=0.4, weight_decay=1e-5, trust_coefficient=0.02,
+                     clip_lr=True),
       preset="simclr_cifar")

@@ -97,10 +97,11 @@ def test_shapes_recipe_is_the_quickstarts_encoder_and_budget(name, tfds_dir):
 
 
 @pytest.mark.parametrize("name", ["frossl_r18_cifar", "byol_r18_cifar", "vicreg_r18_cifar",
-                                  "barlow_twins_r18_cifar"])
+                                  "barlow_twins_r18_cifar", "simclr_r18_cifar"])
 def test_lars_recipes_run_lars_as_their_source_does(name):
-  """FroSSL's official frossl.yaml and solo-learn's byol / vicreg / barlow.yaml: LARS at
-  eta 0.02 with the rate clipped (docs/methods.md), in the CIFAR recipe and the CPU one."""
+  """FroSSL's official frossl.yaml and solo-learn's byol / vicreg / barlow / simclr.yaml:
+  LARS at eta 0.02 with the rate clipped (docs/methods.md), in the CIFAR recipe and the
+  CPU one."""
   for arg in (None, "shapes"):
     o = load_config(name, arg).optimizer
     assert (o.name, o.trust_coefficient, o.clip_lr) == ("lars", 0.02, True), (name, arg)
